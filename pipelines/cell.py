@@ -1,0 +1,145 @@
+"""One cell of a comparison grid: a (model, method, dataset) child run, read top to bottom.
+
+load the base model -> apply the method -> train within the budget -> generate on the eval
+split -> score -> save what the method changed -> log metrics, predictions and a servable model.
+"""
+from __future__ import annotations
+
+import gc
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+import torch
+
+from pipelines.config import ExperimentSpec, flatten
+from pipelines.errors import PlatformError
+from pipelines.metrics import summarization_scores
+from pipelines.resources import ResourceMeter, bytes_on_disk, parameter_counts
+from pipelines.runtime import autocast_dtype, pick_device
+from pipelines.sources.datasets import Splits
+from pipelines.sources.models import load_causal_lm
+from pipelines.tasks.summarization import encode_for_training, generate_summaries
+from pipelines.train import eval_loss, train
+from registry.summarizer import log_summarizer
+
+
+@dataclass
+class CellResult:
+    model: str
+    dataset: str
+    method: str
+    status: str  # FINISHED or FAILED
+    run_id: str
+    metrics: dict = field(default_factory=dict)
+    model_uri: str | None = None
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}/{self.method}/{self.dataset}"
+
+
+def cell_params(spec: ExperimentSpec, model_src, dataset, method) -> dict:
+    """Every spec field that shaped this cell, as dotted params."""
+    shared = spec.model_dump(mode="json", include={"name", "task", "seed", "train", "generation", "eval", "registry"})
+    return flatten({**shared, "model": model_src.model_dump(), "dataset": dataset.model_dump(), "method": method.model_dump()})
+
+
+def _save_changed_weights(method, model, tokenizer, workdir: Path) -> str | None:
+    if method.artifact_kind == "none":
+        return None
+    out = workdir / method.artifact_kind
+    model.save_pretrained(out)  # a PeftModel writes only its adapter
+    tokenizer.save_pretrained(out)
+    return str(out)
+
+
+def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, position: str = "") -> CellResult:
+    label = f"{model_src.name}/{method.name}/{dataset.name}"
+    run = mlflow.start_run(run_name=label, nested=True, log_system_metrics=True)
+    result = CellResult(model_src.name, dataset.name, method.name, "FAILED", run.info.run_id)
+    try:
+        print(f"\n[{position}] {label}", flush=True)
+        mlflow.log_params(cell_params(spec, model_src, dataset, method))
+        mlflow.set_tags({"model": model_src.name, "dataset": dataset.name, "method": method.name})
+        metrics = _run(spec, model_src, method, splits)
+        result.metrics = metrics["scalars"]
+        result.model_uri = metrics["model_uri"]
+        result.status = "FINISHED"
+        mlflow.end_run("FINISHED")
+    except Exception as exc:  # one failed cell must not stop the grid; the reason is logged on it
+        result.error = f"{type(exc).__name__}: {exc}".splitlines()[0] if not isinstance(exc, PlatformError) else str(exc)
+        print(f"[{position}] {label} FAILED: {result.error}", flush=True)
+        mlflow.set_tag("error", result.error)
+        mlflow.log_text(traceback.format_exc(), "error.txt")
+        mlflow.end_run("FAILED")
+    finally:
+        gc.collect()
+    return result
+
+
+def _run(spec: ExperimentSpec, model_src, method, splits: Splits) -> dict:
+    device = pick_device(spec.train.device)
+    eval_examples = splits.eval[: spec.eval.max_examples] if spec.eval.max_examples else splits.eval
+    with tempfile.TemporaryDirectory(prefix="cell-") as workdir:
+        with ResourceMeter(device) as meter:  # the cost of the method itself, not of logging it
+            scalars, predictions, saved = _fit_and_predict(spec, model_src, method, splits.train, eval_examples,
+                                                           device, Path(workdir))
+        scalars.update(meter.summary())
+        mlflow.log_metrics(scalars)
+        mlflow.log_table(
+            {"row": [ex.row for ex in eval_examples], "dialogue": [ex.text for ex in eval_examples],
+             "reference": [ex.references[0] for ex in eval_examples], "prediction": predictions},
+            artifact_file="predictions.json",
+        )
+        info = log_summarizer(base_source=model_src.source, artifact_kind=method.artifact_kind, artifact_dir=saved,
+                              generation=spec.generation, max_prompt_tokens=spec.train.max_seq_len)
+    shown = ("rougeL", "bleu", "wall_time_s", "peak_rss_mb")
+    print("  " + "  ".join(f"{k} {scalars[k]:.4g}" for k in shown if k in scalars), flush=True)
+    return {"scalars": scalars, "model_uri": info.model_uri}
+
+
+def _fit_and_predict(spec, model_src, method, train_examples, eval_examples, device, workdir: Path):
+    gen = spec.generation
+    scalars: dict[str, float] = {}
+    torch.manual_seed(spec.seed)
+    model, tokenizer, _ = load_causal_lm(model_src.source, device=device)
+    model = method.apply(model)
+    scalars.update(parameter_counts(model))
+    pad_id = tokenizer.pad_token_id
+
+    def encode(ex):
+        return encode_for_training(tokenizer, gen.instruction, ex.text, ex.references[0],
+                                   spec.train.max_seq_len, spec.train.max_target_tokens)
+
+    if method.trains:
+        train_set = [encode(ex) for ex in train_examples]
+        scalars["train_truncated_examples"] = truncated = sum(e.truncated for e in train_set)
+        if truncated:
+            print(f"  {truncated}/{len(train_set)} training dialogues truncated to max_seq_len={spec.train.max_seq_len}")
+        fit = train(
+            model, train_set, spec.train, learning_rate=method.learning_rate, weight_decay=method.weight_decay,
+            seed=spec.seed, pad_id=pad_id, device=device, amp_dtype=autocast_dtype(spec.train.precision, device),
+            log=lambda metrics, step: mlflow.log_metrics(metrics, step=step),
+        )
+        scalars.update(train_steps=fit.steps, train_examples=fit.examples, train_tokens=fit.tokens,
+                       train_time_s=fit.train_time_s, train_tokens_per_s=fit.tokens_per_s)
+        mlflow.set_tag("stopped_by", fit.stopped_by)
+    scalars["eval_loss"] = eval_loss(model, [encode(ex) for ex in eval_examples], gen.batch_size, pad_id, device)
+    started = time.perf_counter()
+    print(f"  generating {len(eval_examples)} summaries", flush=True)
+    predictions = generate_summaries(
+        model, tokenizer, gen.instruction, [ex.text for ex in eval_examples], gen.max_new_tokens, gen.batch_size,
+        gen.num_beams, max_prompt_tokens=spec.train.max_seq_len,
+        progress=lambda done, total: print(f"  generated {done}/{total}", flush=True),
+    )
+    scalars["eval_time_s"] = time.perf_counter() - started
+    scalars.update(summarization_scores(predictions, [list(ex.references) for ex in eval_examples]))
+    saved = _save_changed_weights(method, model, tokenizer, workdir)
+    scalars["saved_bytes"] = bytes_on_disk(saved) if saved else 0
+    scalars["saved_mb"] = scalars["saved_bytes"] / 2**20
+    return scalars, predictions, saved

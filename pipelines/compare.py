@@ -1,0 +1,96 @@
+"""`peft_compare`: one parent MLflow run, one child run per (model, method, dataset), a report,
+and promotion of the best cell.
+
+    mlflow run . -e peft_compare -P experiment=experiments/dialogsum_demo.yaml --env-manager local
+    python -m pipelines.compare experiments/dialogsum_demo.yaml
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import mlflow
+
+from pipelines.cell import run_cell
+from pipelines.config import ExperimentSpec, load_spec
+from pipelines.report import comparison_table, quality_cost_chart, to_markdown
+from pipelines.runtime import configure_threads
+from pipelines.sources.datasets import load_splits
+from pipelines.sources.models import resolve_model
+from pipelines.tracking import failing_run_on_error, setup_tracking
+from registry.promote import promote
+
+
+def run(spec: ExperimentSpec, spec_path: str | None = None):
+    """Run the grid inside the active parent run; returns (cells, table, promotion)."""
+    configure_threads()
+    mlflow.set_tag("mlflow.runName", spec.name)
+    mlflow.log_params(spec.flat_params())
+    if spec_path:
+        mlflow.log_artifact(spec_path, "spec")
+    # Resolve every input before the first cell trains: bad data or an unknown model fails in seconds.
+    splits = {d.name: load_splits(d, spec.seed) for d in spec.datasets}
+    for d in spec.datasets:
+        print(f"[data] {d.name}: {len(splits[d.name].train)} train / {len(splits[d.name].eval)} eval rows", flush=True)
+    for m in spec.models:
+        resolve_model(m.source)
+    grid = [(m, d, meth) for m in spec.models for d in spec.datasets for meth in spec.methods]
+    cells = []
+    for i, (model_src, dataset, method) in enumerate(grid, start=1):
+        cells.append(run_cell(spec, model_src, dataset, method, splits[dataset.name], position=f"{i}/{len(grid)}"))
+    table = comparison_table(cells)
+    markdown = to_markdown(table)
+    with tempfile.TemporaryDirectory() as tmp:
+        table.to_csv(Path(tmp) / "comparison.csv", index=False)
+        (Path(tmp) / "comparison.md").write_text(markdown + "\n")
+        quality_cost_chart(table, spec.registry.metric, Path(tmp) / "quality_vs_cost.png")
+        mlflow.log_artifacts(tmp, "report")
+    print("\n" + markdown + "\n", flush=True)
+    promotion = _promote_best(spec, cells)
+    failed = [c for c in cells if c.status != "FINISHED"]
+    if failed:
+        mlflow.set_tag("failed_cells", ", ".join(c.label for c in failed))
+    return cells, table, promotion
+
+
+def _promote_best(spec: ExperimentSpec, cells):
+    metric = spec.registry.metric
+    scored = [c for c in cells if c.status == "FINISHED" and metric in c.metrics]
+    if not spec.registry.promote or not scored:
+        if spec.registry.promote:
+            print(f"[registry] nothing to register: no finished cell has metric '{metric}'", flush=True)
+        return None
+    pick = max if spec.registry.greater_is_better else min
+    best = pick(scored, key=lambda c: c.metrics[metric])
+    promotion = promote(
+        model_uri=best.model_uri, run_id=best.run_id, name=spec.registry.model_name, metric=metric,
+        greater_is_better=spec.registry.greater_is_better,
+        lineage={"experiment_spec": spec.name, "cell": best.label, "dataset": best.dataset, "method": best.method,
+                 "parent_run_id": mlflow.active_run().info.run_id},
+    )
+    mlflow.set_tags({"registered_version": promotion.version, "registered_alias": promotion.alias})
+    print(f"[registry] {spec.registry.model_name} v{promotion.version} <- {best.label} as @{promotion.alias}: "
+          f"{promotion.reason}", flush=True)
+    return promotion
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="peft_compare", description=__doc__.splitlines()[0])
+    parser.add_argument("experiment", help="path to an experiment spec YAML in experiments/")
+    args = parser.parse_args(argv)
+    setup_tracking()
+    with failing_run_on_error(run_name="peft_compare"):
+        spec = load_spec(args.experiment)
+        cells, _, _ = run(spec, args.experiment)
+    failed = [c for c in cells if c.status != "FINISHED"]
+    if failed:
+        print(f"error: {len(failed)} cell(s) failed: " + "; ".join(f"{c.label}: {c.error}" for c in failed),
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

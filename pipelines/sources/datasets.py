@@ -1,0 +1,139 @@
+"""Load dataset rows from a local file or `datasets.load_dataset`, validate them, split them.
+
+Rows are validated field by field with the row number in the error, so a bad file fails
+before any model is loaded.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.errors import PlatformError
+
+LOCAL_FORMATS = (".jsonl", ".json", ".csv", ".parquet")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One validated row: the input text and one or more references."""
+
+    text: str
+    references: tuple[str, ...]
+    row: int  # 1-based row number in the source, for error messages and prediction tables
+
+
+def _read_local(path: Path) -> list[dict]:
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        rows = []
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise PlatformError(f"{path} row {number}: not valid JSON ({exc.msg})") from None
+        return rows
+    if suffix == ".json":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, list):
+            raise PlatformError(f"{path}: expected a JSON list of rows")
+        return data
+    import pandas as pd
+
+    frame = pd.read_csv(path, keep_default_na=False) if suffix == ".csv" else pd.read_parquet(path)
+    return frame.to_dict(orient="records")
+
+
+def _read_hub(name: str) -> list[dict]:
+    """`hf:<name>[:<split>]`, e.g. `hf:knkarthick/dialogsum:validation` (needs the hub)."""
+    body = name.removeprefix("hf:")
+    dataset_name, _, split = body.partition(":")
+    import datasets
+
+    try:
+        return list(datasets.load_dataset(dataset_name, split=split or "train"))
+    except Exception as exc:  # datasets raises many types; all mean "cannot have it"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PlatformError(f"cannot load dataset '{name}': {first}") from None
+
+
+def read_rows(source: str) -> list[dict]:
+    if source.startswith("hf:"):
+        return _read_hub(source)
+    path = Path(source).expanduser()
+    if path.suffix.lower() not in LOCAL_FORMATS:
+        raise PlatformError(f"dataset '{source}': use a {'/'.join(LOCAL_FORMATS)} file or `hf:<name>[:<split>]`")
+    if not path.is_file():
+        raise PlatformError(f"dataset file not found: {source}")
+    rows = _read_local(path)
+    if not rows:
+        raise PlatformError(f"dataset file {source} has no rows")
+    return rows
+
+
+def _references(value, source: str, number: int, field: str) -> tuple[str, ...]:
+    refs = value if isinstance(value, list) else [value]
+    if not refs:
+        raise PlatformError(f"{source} row {number}: field '{field}' is an empty list")
+    for ref in refs:
+        if not isinstance(ref, str):
+            raise PlatformError(f"{source} row {number}: field '{field}' must be a string, got {type(ref).__name__}")
+        if not ref.strip():
+            raise PlatformError(f"{source} row {number}: field '{field}' is empty")
+    return tuple(refs)
+
+
+def validate_rows(rows: list[dict], text_field: str, target_field: str, source: str) -> list[Example]:
+    examples = []
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise PlatformError(f"{source} row {number}: expected an object, got {type(row).__name__}")
+        for field in (text_field, target_field):
+            if field not in row or row[field] is None:
+                raise PlatformError(f"{source} row {number}: field '{field}' is missing")
+        text = row[text_field]
+        if not isinstance(text, str):
+            raise PlatformError(f"{source} row {number}: field '{text_field}' must be a string, got {type(text).__name__}")
+        if not text.strip():
+            raise PlatformError(f"{source} row {number}: field '{text_field}' is empty")
+        refs = _references(row[target_field], source, number, target_field)
+        examples.append(Example(text=text.replace("\r\n", "\n").strip(), references=refs, row=number))
+    return examples
+
+
+def _subsample(examples: list[Example], limit: int | None, seed: int) -> list[Example]:
+    if limit is None or limit >= len(examples):
+        return examples
+    picked = sorted(random.Random(seed).sample(range(len(examples)), limit))
+    return [examples[i] for i in picked]
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: list[Example]
+    eval: list[Example]
+
+
+def load_splits(spec_dataset, seed: int) -> Splits:
+    """Train and eval examples for one dataset entry of the spec, with fixed-seed splitting."""
+    load = lambda src: validate_rows(read_rows(src), spec_dataset.text_field, spec_dataset.target_field, src)  # noqa: E731
+    train = load(spec_dataset.train)
+    if spec_dataset.eval:
+        evaluation = load(spec_dataset.eval)
+    else:
+        order = list(range(len(train)))
+        random.Random(seed).shuffle(order)
+        n_eval = max(1, round(len(train) * spec_dataset.eval_fraction))
+        if n_eval >= len(train):
+            raise PlatformError(f"dataset '{spec_dataset.name}' has too few rows ({len(train)}) to split off an eval set")
+        held = set(order[:n_eval])
+        evaluation = [ex for i, ex in enumerate(train) if i in held]
+        train = [ex for i, ex in enumerate(train) if i not in held]
+    return Splits(
+        train=_subsample(train, spec_dataset.max_train_rows, seed),
+        eval=_subsample(evaluation, spec_dataset.max_eval_rows, seed + 1),
+    )

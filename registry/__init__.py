@@ -1,0 +1,1 @@
+"""Model registry side: servable pyfunc wrappers and promotion of the best run."""

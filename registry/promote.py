@@ -1,0 +1,63 @@
+"""Promotion: register a finished run's model as a new version and move `champion` only if it wins.
+
+The version carries its lineage (source run, metric, value) as tags; a version that does not
+beat the current champion is registered as `challenger` with the reason in its description.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from pipelines.errors import PlatformError
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+@dataclass
+class Promotion:
+    version: str
+    alias: str  # "champion" or "challenger"
+    reason: str
+
+
+def _champion_value(client: MlflowClient, name: str, metric: str) -> tuple[str, float] | None:
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+    tagged = current.tags.get(f"metric.{metric}")
+    if tagged is not None:
+        return current.version, float(tagged)
+    run_metric = client.get_run(current.run_id).data.metrics.get(metric) if current.run_id else None
+    return (current.version, run_metric) if run_metric is not None else None
+
+
+def beats(candidate: float, incumbent: float, greater_is_better: bool) -> bool:
+    return candidate > incumbent if greater_is_better else candidate < incumbent
+
+
+def promote(*, model_uri: str, run_id: str, name: str, metric: str, greater_is_better: bool = True,
+            lineage: dict[str, str] | None = None) -> Promotion:
+    """Register `model_uri` (logged by the finished run `run_id`) and set its alias."""
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    if run.info.status != "FINISHED":
+        raise PlatformError(f"run {run_id} is {run.info.status}, only FINISHED runs are promoted")
+    if metric not in run.data.metrics:
+        raise PlatformError(f"run {run_id} has no metric '{metric}' to promote on")
+    value = run.data.metrics[metric]
+    incumbent = _champion_value(client, name, metric)
+    tags = {"source_run_id": run_id, f"metric.{metric}": str(value), **(lineage or {})}
+    version = mlflow.register_model(model_uri, name, tags=tags).version
+    if incumbent is None:
+        alias, reason = CHAMPION, f"first champion: {metric}={value:.4f}"
+    elif beats(value, incumbent[1], greater_is_better):
+        alias, reason = CHAMPION, f"{metric}={value:.4f} beats champion v{incumbent[0]} ({incumbent[1]:.4f})"
+    else:
+        alias, reason = CHALLENGER, f"{metric}={value:.4f} does not beat champion v{incumbent[0]} ({incumbent[1]:.4f})"
+    client.set_registered_model_alias(name, alias, version)
+    client.update_model_version(name, version, description=reason)
+    return Promotion(version=str(version), alias=alias, reason=reason)

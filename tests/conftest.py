@@ -1,0 +1,112 @@
+"""Shared fixtures: a tiny random causal LM with a real (tiny, trained-here) tokenizer, a
+tracking store per test, and small dialogue files. Nothing is downloaded."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+
+import torch  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+REPO = Path(__file__).resolve().parents[1]
+
+DIALOGUES = [
+    ("Ana: Can we meet at noon?\nBen: Yes, at the cafe.", "Ana and Ben meet at noon at the cafe."),
+    ("Carl: My bike is broken.\nDina: Take mine today.", "Dina lends Carl her bike today."),
+    ("Eva: The train is late again.\nFin: I will drive you.", "Fin drives Eva because the train is late."),
+    ("Gus: Did you feed the cat?\nHana: Yes, this morning.", "Hana fed the cat this morning."),
+    ("Ivo: Is the shop open on Sunday?\nJo: Only until two.", "The shop is open on Sunday until two."),
+    ("Kim: I lost my keys.\nLeo: They are on the table.", "Leo tells Kim the keys are on the table."),
+    ("Mia: Want pizza tonight?\nNed: Sure, I will order it.", "Ned will order pizza for tonight."),
+    ("Olga: The meeting moved to Friday.\nPaul: Thanks, noted.", "Olga tells Paul the meeting is on Friday."),
+]
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def build_tiny_causal_lm(folder: Path, chat_template: bool = True, seed: int = 0) -> Path:
+    """A 2-layer llama (hidden 32) with a byte-level BPE tokenizer trained on the fixture text."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<pad>", "<eos>", "<|user|>", "<|assistant|>", "<|end|>"]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = [d for pair in DIALOGUES for d in pair] * 4 + ["Summarize the following dialogue in one or two sentences."]
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="<eos>")
+    if chat_template:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory) -> Path:
+    return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_plain_dir(tmp_path_factory) -> Path:
+    """Same tiny model, with no chat template: exercises the plain-prompt path."""
+    return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny-llama-plain"), chat_template=False)
+
+
+@pytest.fixture
+def tiny_lm(tiny_lm_dir):
+    from pipelines.sources.models import load_causal_lm
+
+    model, tokenizer, _ = load_causal_lm(str(tiny_lm_dir))
+    return model, tokenizer
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def dialogue_files(tmp_path) -> dict[str, Path]:
+    rows = [{"dialogue": d, "summary": s} for d, s in DIALOGUES]
+    return {"train": write_jsonl(tmp_path / "train.jsonl", rows * 2), "eval": write_jsonl(tmp_path / "eval.jsonl", rows[:4])}
+
+
+@pytest.fixture
+def tracking(tmp_path, monkeypatch) -> str:
+    """A fresh SQLite tracking store (with registry) for one test."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    (tmp_path / "mlruns").mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    while mlflow.active_run():
+        mlflow.end_run()

@@ -1,0 +1,79 @@
+import json
+
+import pandas as pd
+import pytest
+
+from pipelines.config import DatasetSource
+from pipelines.errors import PlatformError
+from pipelines.sources.datasets import load_splits, read_rows, validate_rows
+
+
+def rows(n=10):
+    return [{"dialogue": f"A: line {i}\nB: reply {i}", "summary": f"summary {i}"} for i in range(n)]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet", ".json"])
+def test_reads_every_local_format(tmp_path, suffix):
+    path = tmp_path / f"data{suffix}"
+    data = rows(3)
+    if suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in data))
+    elif suffix == ".json":
+        path.write_text(json.dumps(data))
+    elif suffix == ".csv":
+        pd.DataFrame(data).to_csv(path, index=False)
+    else:
+        pd.DataFrame(data).to_parquet(path)
+    loaded = read_rows(str(path))
+    assert [r["summary"] for r in loaded] == ["summary 0", "summary 1", "summary 2"]
+
+
+@pytest.mark.parametrize(
+    "bad_row, message",
+    [
+        ({"dialogue": "A: hi"}, "row 2: field 'summary' is missing"),
+        ({"dialogue": "   ", "summary": "s"}, "row 2: field 'dialogue' is empty"),
+        ({"dialogue": 42, "summary": "s"}, "row 2: field 'dialogue' must be a string, got int"),
+        ({"dialogue": "A: hi", "summary": ""}, "row 2: field 'summary' is empty"),
+        ({"dialogue": "A: hi", "summary": ["ok", 3]}, "row 2: field 'summary' must be a string, got int"),
+        ("not an object", "row 2: expected an object"),
+    ],
+)
+def test_bad_rows_name_the_row(bad_row, message):
+    with pytest.raises(PlatformError, match=message):
+        validate_rows([rows(1)[0], bad_row], "dialogue", "summary", "set.jsonl")
+
+
+def test_missing_file_and_bad_json(tmp_path):
+    with pytest.raises(PlatformError, match="dataset file not found: .*missing.jsonl"):
+        read_rows(str(tmp_path / "missing.jsonl"))
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"dialogue": "x", "summary": "y"}\n{oops\n')
+    with pytest.raises(PlatformError, match="broken.jsonl row 2: not valid JSON"):
+        read_rows(str(broken))
+    with pytest.raises(PlatformError, match="use a .jsonl/.json/.csv/.parquet file"):
+        read_rows(str(tmp_path / "data.txt"))
+
+
+def test_multiple_references_are_kept():
+    examples = validate_rows([{"dialogue": "A: hi", "summary": ["one", "two"]}], "dialogue", "summary", "s")
+    assert examples[0].references == ("one", "two")
+
+
+def test_fixed_seed_split_is_disjoint_and_repeatable(tmp_path):
+    path = tmp_path / "all.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows(50)))
+    source = DatasetSource(name="d", train=str(path), eval_fraction=0.2)
+    first, second = load_splits(source, seed=7), load_splits(source, seed=7)
+    assert [e.row for e in first.eval] == [e.row for e in second.eval]
+    assert len(first.eval) == 10 and len(first.train) == 40
+    assert not {e.row for e in first.eval} & {e.row for e in first.train}
+    assert [e.row for e in load_splits(source, seed=8).eval] != [e.row for e in first.eval]
+
+
+def test_subsampling_caps_rows(tmp_path):
+    path = tmp_path / "all.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows(30)))
+    source = DatasetSource(name="d", train=str(path), eval=str(path), max_train_rows=5, max_eval_rows=3)
+    splits = load_splits(source, seed=1)
+    assert len(splits.train) == 5 and len(splits.eval) == 3

@@ -1,0 +1,69 @@
+import pytest
+import torch
+
+from pipelines.config import TrainSettings
+from pipelines.methods import FullMethod, LoraMethod
+from pipelines.sources.models import load_causal_lm
+from pipelines.tasks.summarization import encode_for_training
+from pipelines.train import eval_loss, lr_at, plan_steps, train
+from tests.conftest import DIALOGUES
+
+INSTRUCTION = "Summarize the following dialogue in one or two sentences."
+
+
+def encoded(tokenizer):
+    return [encode_for_training(tokenizer, INSTRUCTION, d, s, 256, 32) for d, s in DIALOGUES]
+
+
+def fit(model_dir, method, settings, seed=0):
+    model, tokenizer, _ = load_causal_lm(str(model_dir))
+    torch.manual_seed(seed)
+    model = method.apply(model)
+    data = encoded(tokenizer)
+    logged = []
+    result = train(model, data, settings, learning_rate=method.learning_rate, weight_decay=0.0, seed=seed,
+                   pad_id=tokenizer.pad_token_id, device=torch.device("cpu"),
+                   log=lambda metrics, step: logged.append((step, metrics["train_loss"])))
+    return model, tokenizer, data, result, logged
+
+
+def test_lr_warms_up_then_decays_to_a_tenth():
+    assert lr_at(0, 100, 1.0, 10) == pytest.approx(0.1)
+    assert lr_at(9, 100, 1.0, 10) == pytest.approx(1.0)
+    assert lr_at(10, 100, 1.0, 10) == pytest.approx(1.0)
+    assert lr_at(100, 100, 1.0, 10) == pytest.approx(0.1)
+    assert lr_at(55, 100, 1.0, 10) == pytest.approx(0.55)
+
+
+def test_plan_steps_from_epochs_or_max_steps():
+    assert plan_steps(20, TrainSettings(epochs=2, batch_size=8)) == (6, "epochs")  # ceil(20/8)=3 per epoch
+    assert plan_steps(20, TrainSettings(epochs=2, batch_size=8, max_steps=4)) == (4, "steps")
+    assert plan_steps(20, TrainSettings(epochs=2, batch_size=8, grad_accum=2)) == (3, "epochs")
+    assert plan_steps(20, TrainSettings(max_steps=50, batch_size=8)) == (50, "steps")
+    assert plan_steps(20, TrainSettings(batch_size=8)) == (3, "epochs")
+
+
+def test_full_fine_tuning_fits_the_training_set(tiny_lm_dir):
+    settings = TrainSettings(max_steps=40, batch_size=4, log_every=10, warmup_ratio=0.0)
+    model, tokenizer, data, result, logged = fit(tiny_lm_dir, FullMethod(learning_rate=3e-3), settings)
+    assert result.steps == 40 and result.stopped_by == "steps"
+    assert result.tokens == sum(len(data[i].input_ids) for i in range(len(data))) * 20  # 40 steps x 4 = 20 epochs
+    assert [step for step, _ in logged] == [10, 20, 30, 40]
+    assert logged[-1][1] < 0.8 * logged[0][1]
+    untrained, _, _ = load_causal_lm(str(tiny_lm_dir))
+    pad = tokenizer.pad_token_id
+    assert eval_loss(model, data, 4, pad, torch.device("cpu")) < 0.8 * eval_loss(untrained, data, 4, pad, torch.device("cpu"))
+
+
+def test_training_is_exactly_reproducible(tiny_lm_dir):
+    settings = TrainSettings(max_steps=6, batch_size=4, log_every=1)
+    *_, first = fit(tiny_lm_dir, LoraMethod(r=2, learning_rate=1e-2), settings, seed=5)
+    *_, second = fit(tiny_lm_dir, LoraMethod(r=2, learning_rate=1e-2), settings, seed=5)
+    assert [loss for _, loss in first] == [loss for _, loss in second]
+    assert len(first) == 6
+
+
+def test_wall_clock_budget_stops_training(tiny_lm_dir):
+    settings = TrainSettings(max_steps=1000, batch_size=4, max_minutes=1e-6)
+    *_, result, logged = fit(tiny_lm_dir, FullMethod(), settings)
+    assert result.stopped_by == "time" and result.steps == 1 and len(logged) == 1
