@@ -5,7 +5,6 @@ split -> score -> save what the method changed -> log metrics, predictions and a
 """
 from __future__ import annotations
 
-import gc
 import tempfile
 import time
 import traceback
@@ -18,7 +17,7 @@ import torch
 from pipelines.config import ExperimentSpec, flatten
 from pipelines.errors import PlatformError
 from pipelines.metrics import summarization_scores
-from pipelines.resources import ResourceMeter, bytes_on_disk, parameter_counts
+from pipelines.resources import ResourceMeter, bytes_on_disk, parameter_counts, release_freed_memory
 from pipelines.runtime import autocast_dtype, pick_device
 from pipelines.sources.datasets import Splits
 from pipelines.sources.models import load_causal_lm
@@ -54,7 +53,8 @@ def _save_changed_weights(method, model, tokenizer, workdir: Path) -> str | None
         return None
     out = workdir / method.artifact_kind
     model.save_pretrained(out)  # a PeftModel writes only its adapter
-    tokenizer.save_pretrained(out)
+    if method.artifact_kind == "weights":  # an adapter reuses the base model's tokenizer
+        tokenizer.save_pretrained(out)
     return str(out)
 
 
@@ -78,7 +78,7 @@ def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, p
         mlflow.log_text(traceback.format_exc(), "error.txt")
         mlflow.end_run("FAILED")
     finally:
-        gc.collect()
+        release_freed_memory()
     return result
 
 

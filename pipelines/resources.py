@@ -1,6 +1,8 @@
 """Cost accounting for one cell: wall time, peak RSS, peak VRAM, parameters, bytes on disk."""
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 import resource
 import time
@@ -66,6 +68,16 @@ def cuda_peak_bytes(device: str) -> int | None:
     import torch
 
     return torch.cuda.max_memory_allocated(device)
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by the last cell back to the OS, so the next cell's peak RSS is its own:
+    glibc keeps freed heap pages otherwise, and the high-water mark would start above them."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the peak may include the previous cell's leftovers
+        pass
 
 
 def current_rss_mb() -> float:

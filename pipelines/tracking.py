@@ -18,6 +18,7 @@ def setup_tracking() -> str:
     """Use MLFLOW_TRACKING_URI when set (as `mlflow run` does), else SQLite under ./mlruns."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         Path("mlruns").mkdir(exist_ok=True)
         mlflow.set_tracking_uri(DEFAULT_TRACKING_URI)

@@ -72,7 +72,8 @@ class SummarizerModel(mlflow.pyfunc.PythonModel):
         for i, text in enumerate(dialogues):
             if not isinstance(text, str) or not text.strip():
                 raise _bad_request(f"row {i}: '{INPUT_COLUMN}' must be a non-empty string")
-        max_new = int((params or {}).get("max_new_tokens") or self.cfg["max_new_tokens"])
+        requested = (params or {}).get("max_new_tokens")
+        max_new = int(self.cfg["max_new_tokens"] if requested is None else requested)
         if not 1 <= max_new <= 1024:
             raise _bad_request(f"max_new_tokens must be between 1 and 1024, got {max_new}")
         summaries = generate_summaries(

@@ -1,0 +1,154 @@
+"""peft_compare end to end on a tiny random model: child runs, report, registry, failures."""
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from pipelines import compare
+from tests.conftest import DIALOGUES, write_jsonl
+
+
+def write_spec(tmp_path, model_dir, files, methods=None, **overrides) -> str:
+    spec = {
+        "name": "tiny_compare",
+        "models": [{"name": "tiny", "source": str(model_dir)}],
+        "datasets": [{"name": "dlg", "train": str(files["train"]), "eval": str(files["eval"])}],
+        "methods": methods or [{"name": "base"}, {"name": "full", "learning_rate": 1e-3},
+                               {"name": "lora", "learning_rate": 1e-2, "r": 2}],
+        "train": {"max_steps": 2, "batch_size": 4, "log_every": 1, "max_seq_len": 128},
+        "generation": {"max_new_tokens": 4, "batch_size": 4},
+        "registry": {"model_name": "tiny-summarizer", "metric": "rougeL"},
+    }
+    spec.update(overrides)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+def runs_of(client):
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+def test_grid_logs_one_child_per_cell_a_report_and_a_champion(tracking, tmp_path, tiny_lm_dir, dialogue_files, capsys):
+    spec = write_spec(tmp_path, tiny_lm_dir, dialogue_files)
+    assert compare.main([spec]) == 0
+    printed = capsys.readouterr().out
+    assert "| tiny    | dlg       | lora" in printed and "@champion" in printed
+
+    client = MlflowClient()
+    runs = runs_of(client)
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    children = {r.data.tags["method"]: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert parent.info.status == "FINISHED" and set(children) == {"base", "full", "lora"}
+    assert parent.data.params["methods.2.r"] == "2"
+    for method, run in children.items():
+        assert run.info.status == "FINISHED"
+        assert run.data.params["method.name"] == method and run.data.params["train.batch_size"] == "4"
+        for key in ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "precision_4", "eval_loss", "wall_time_s",
+                    "peak_rss_mb", "params_trainable", "params_total", "saved_bytes"):
+            assert key in run.data.metrics, (method, key)
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert "predictions.json" in artifacts
+    trained = {m: children[m].data.metrics for m in ("full", "lora")}
+    assert children["base"].data.metrics["saved_bytes"] == 0
+    assert 0 < trained["lora"]["saved_bytes"] < trained["full"]["saved_bytes"]
+    assert trained["lora"]["params_trainable"] < trained["full"]["params_trainable"]
+    assert [m.step for m in client.get_metric_history(children["lora"].info.run_id, "train_loss")] == [1, 2]
+    assert "train_tokens_per_s" in trained["lora"]
+
+    report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert report == {"report/comparison.csv", "report/comparison.md", "report/quality_vs_cost.png"}
+    table = pd.read_csv(client.download_artifacts(parent.info.run_id, "report/comparison.csv"))
+    assert list(table["method"]) == ["base", "full", "lora"] and set(table["status"]) == {"FINISHED"}
+
+    version = client.get_model_version_by_alias("tiny-summarizer", "champion")
+    best_value = max(r.data.metrics["rougeL"] for r in children.values())
+    promoted = next(r for r in children.values() if r.info.run_id == version.run_id)
+    assert promoted.data.metrics["rougeL"] == best_value
+    assert version.tags["source_run_id"] == version.run_id
+    assert version.tags["metric.rougeL"] == str(best_value)
+    served = mlflow.pyfunc.load_model("models:/tiny-summarizer@champion")
+    out = served.predict(pd.DataFrame({"dialogue": [DIALOGUES[0][0], DIALOGUES[1][0]]}))
+    assert list(out.columns) == ["summary"] and len(out) == 2
+
+
+def test_lora_model_stores_the_adapter_not_the_base_weights(tracking, tmp_path, tiny_lm_dir, dialogue_files):
+    spec = write_spec(tmp_path, tiny_lm_dir, dialogue_files, methods=[{"name": "lora", "r": 2}])
+    assert compare.main([spec]) == 0
+    client = MlflowClient()
+    version = client.get_model_version_by_alias("tiny-summarizer", "champion")
+    local = mlflow.artifacts.download_artifacts(version.source)
+    files = {p.name for p in __import__("pathlib").Path(local).rglob("*") if p.is_file()}
+    assert "adapter_model.safetensors" in files and "model.safetensors" not in files
+
+
+def test_a_second_equal_run_registers_a_challenger_and_keeps_the_champion(tracking, tmp_path, tiny_lm_dir, dialogue_files):
+    spec = write_spec(tmp_path, tiny_lm_dir, dialogue_files, methods=[{"name": "base"}])
+    assert compare.main([spec]) == 0
+    assert compare.main([spec]) == 0  # same seed, same model: equal metric, so no win
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias("tiny-summarizer", "champion").version) == "1"
+    challenger = client.get_model_version_by_alias("tiny-summarizer", "challenger")
+    assert str(challenger.version) == "2" and "does not beat champion v1" in challenger.description
+
+
+def test_a_failing_cell_is_reported_and_the_others_go_on(tracking, tmp_path, tiny_lm_dir, dialogue_files, capsys):
+    methods = [{"name": "base"}, {"name": "lora", "target_modules": ["no_such_layer"]}]
+    spec = write_spec(tmp_path, tiny_lm_dir, dialogue_files, methods=methods)
+    assert compare.main([spec]) == 1
+    err = capsys.readouterr().err
+    assert "1 cell(s) failed: tiny/lora/dlg: lora cannot apply" in err
+    client = MlflowClient()
+    children = {r.data.tags["method"]: r for r in runs_of(client) if "mlflow.parentRunId" in r.data.tags}
+    assert children["lora"].info.status == "FAILED" and "no_such_layer" in children["lora"].data.tags["error"]
+    assert children["base"].info.status == "FINISHED"
+    versions = client.search_model_versions("name='tiny-summarizer'")
+    assert [v.run_id for v in versions] == [children["base"].info.run_id]
+
+
+def _bad_row_file(tmp_path, row):
+    rows = [{"dialogue": d, "summary": s} for d, s in DIALOGUES[:3]] + [row]
+    return write_jsonl(tmp_path / "bad.jsonl", rows)
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("missing_dataset", "dataset file not found: "),
+        ("row_without_target", "bad.jsonl row 4: field 'summary' is missing"),
+        ("empty_dialogue", "bad.jsonl row 4: field 'dialogue' is empty"),
+        ("unknown_method", "methods.0: Input tag 'prefix-magic' found using 'name'"),
+        ("unknown_package", "unknown packaged model 'package:no-such-model'"),
+        ("offline_hub_id", "model 'someone/some-model' is neither a local folder nor a packaged model"),
+    ],
+)
+def test_bad_input_fails_fast_with_one_line_and_a_failed_run(case, expected, tracking, tmp_path, tiny_lm_dir,
+                                                             dialogue_files, capsys):
+    files, methods, models = dict(dialogue_files), [{"name": "base"}], None
+    if case == "missing_dataset":
+        files["train"] = tmp_path / "nowhere.jsonl"
+    elif case == "row_without_target":
+        files["train"] = _bad_row_file(tmp_path, {"dialogue": "A: hi\nB: hello"})
+    elif case == "empty_dialogue":
+        files["train"] = _bad_row_file(tmp_path, {"dialogue": "  ", "summary": "nothing"})
+    elif case == "unknown_method":
+        methods = [{"name": "prefix-magic"}]
+    elif case == "unknown_package":
+        models = [{"name": "x", "source": "package:no-such-model"}]
+    elif case == "offline_hub_id":
+        models = [{"name": "x", "source": "someone/some-model"}]
+    spec = write_spec(tmp_path, tiny_lm_dir, files, methods=methods, **({"models": models} if models else {}))
+    with pytest.raises(SystemExit) as exit_info:
+        compare.main([spec])
+    assert exit_info.value.code == 2
+    err_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(err_lines) == 1 and expected in err_lines[0]
+    client = MlflowClient()
+    runs = runs_of(client)
+    assert len(runs) == 1 and runs[0].info.status == "FAILED" and expected in runs[0].data.tags["error"]
+    assert client.search_registered_models() == []
