@@ -13,12 +13,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import mlflow  # noqa: E402
+import mlflow
 
-from pipelines.compare import run  # noqa: E402
-from pipelines.config import load_spec  # noqa: E402
-from pipelines.report import to_markdown  # noqa: E402
-from pipelines.tracking import setup_tracking  # noqa: E402
+from pipelines.compare import run
+from pipelines.config import load_spec
+from pipelines.report import to_markdown
+from pipelines.tracking import setup_tracking
 
 
 def main(spec_path: str) -> int:

@@ -16,7 +16,7 @@ def available_cores() -> int:
 def configure_threads(num_threads: int | None = None) -> int:
     """One intra-op thread per core and no inter-op pool: oversubscribing two cores made
     generation ~10x slower here. Tokenizers' own pool is turned off for the same reason."""
-    threads = num_threads or int(os.environ.get("ADAPTLAB_THREADS", 0)) or available_cores()
+    threads = num_threads or int(os.environ.get("ADAPTLAB_THREADS", "0")) or available_cores()
     torch.set_num_threads(threads)
     try:
         torch.set_num_interop_threads(1)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -63,8 +63,7 @@ def train(
     def batch_stream():
         epoch = 0
         while True:
-            for batch in length_grouped_batches(lengths, settings.batch_size, seed + epoch):
-                yield batch
+            yield from length_grouped_batches(lengths, settings.batch_size, seed + epoch)
             epoch += 1
 
     stream = batch_stream()

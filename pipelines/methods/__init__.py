@@ -11,6 +11,6 @@ from pipelines.methods.lora import LoraMethod
 METHODS = (BaseMethod, FullMethod, LoraMethod)
 
 # The spec picks the class by its `name` key; an unknown name fails at load time.
-MethodSpec = Annotated[Union[BaseMethod, FullMethod, LoraMethod], Field(discriminator="name")]
+MethodSpec = Annotated[Union[METHODS], Field(discriminator="name")]  # noqa: UP007 (built from the tuple)
 
-__all__ = ["METHODS", "MethodSpec", "BaseMethod", "FullMethod", "LoraMethod"]
+__all__ = ["METHODS", "BaseMethod", "FullMethod", "LoraMethod", "MethodSpec"]

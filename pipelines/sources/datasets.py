@@ -120,7 +120,7 @@ class Splits:
 
 def load_splits(spec_dataset, seed: int) -> Splits:
     """Train and eval examples for one dataset entry of the spec, with fixed-seed splitting."""
-    load = lambda src: validate_rows(read_rows(src), spec_dataset.text_field, spec_dataset.target_field, src)  # noqa: E731
+    load = lambda src: validate_rows(read_rows(src), spec_dataset.text_field, spec_dataset.target_field, src)
     train = load(spec_dataset.train)
     if spec_dataset.eval:
         evaluation = load(spec_dataset.eval)

