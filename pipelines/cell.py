@@ -107,7 +107,7 @@ def _fit_and_predict(spec, model_src, method, train_examples, eval_examples, dev
     gen = spec.generation
     scalars: dict[str, float] = {}
     torch.manual_seed(spec.seed)
-    model, tokenizer, _ = load_causal_lm(model_src.source, device=device)
+    model, tokenizer, _ = load_causal_lm(model_src.source, device=device, **method.load_kwargs(device))
     model = method.apply(model)
     scalars.update(parameter_counts(model))
     pad_id = tokenizer.pad_token_id

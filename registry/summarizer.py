@@ -53,8 +53,11 @@ class SummarizerModel(mlflow.pyfunc.PythonModel):
         if adapter:
             from peft import PeftModel
 
-            # Merged once at load: serving then runs at the plain model's speed.
-            self.model = PeftModel.from_pretrained(self.model, adapter).merge_and_unload()
+            self.model = PeftModel.from_pretrained(self.model, adapter)
+            if not self.model.peft_config["default"].is_prompt_learning:
+                # Merged once at load (into a full-precision base, QLoRA's too): serving then runs
+                # at the plain model's speed. Prefix and prompt tuning cannot merge.
+                self.model = self.model.merge_and_unload()
         self.model.eval()
         self.cfg = cfg
 

@@ -37,7 +37,8 @@ CHAT_TEMPLATE = (
 
 
 def build_tiny_causal_lm(folder: Path, chat_template: bool = True, seed: int = 0) -> Path:
-    """A 2-layer llama (hidden 32) with a byte-level BPE tokenizer trained on the fixture text."""
+    """A 2-layer llama with a byte-level BPE tokenizer trained on the fixture text.
+    Hidden size 64, not smaller: bitsandbytes' CPU 4-bit kernels need in_features >= 64."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -53,7 +54,7 @@ def build_tiny_causal_lm(folder: Path, chat_template: bool = True, seed: int = 0
         tokenizer.chat_template = CHAT_TEMPLATE
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
     )

@@ -14,5 +14,8 @@ class BaseMethod(BaseModel):
     # What the servable model carries: nothing, the base source alone rebuilds it.
     artifact_kind: ClassVar[str] = "none"
 
+    def load_kwargs(self, device) -> dict:
+        return {}
+
     def apply(self, model):
         return model

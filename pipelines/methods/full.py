@@ -15,6 +15,9 @@ class FullMethod(BaseModel):
     trains: ClassVar[bool] = True
     artifact_kind: ClassVar[str] = "weights"
 
+    def load_kwargs(self, device) -> dict:
+        return {}
+
     def apply(self, model):
         model.requires_grad_(True)
         return model

@@ -1,9 +1,10 @@
-"""LoRA through peft: low-rank adapters on the base model's linear layers; only the adapter is saved."""
+"""LoRA and DoRA through peft: low-rank adapters on the base model's linear layers; only the
+adapter is saved."""
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.errors import PlatformError
+from pipelines.methods.peft_wrap import task_type, wrap
 
 
 class LoraMethod(BaseModel):
@@ -23,22 +24,22 @@ class LoraMethod(BaseModel):
 
     trains: ClassVar[bool] = True
     artifact_kind: ClassVar[str] = "adapter"
+    use_dora: ClassVar[bool] = False
 
-    def peft_config(self, task_type: str):
+    def load_kwargs(self, device) -> dict:
+        return {}
+
+    def apply(self, model):
         from peft import LoraConfig
 
-        return LoraConfig(
-            r=self.r,
-            lora_alpha=self.alpha,
-            lora_dropout=self.dropout,
-            target_modules=self.target_modules,
-            task_type=task_type,
-        )
+        config = LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                            target_modules=self.target_modules, use_dora=self.use_dora, task_type=task_type(model))
+        return wrap(model, config, self.name)
 
-    def apply(self, model, task_type: str = "CAUSAL_LM"):
-        from peft import get_peft_model
 
-        try:
-            return get_peft_model(model, self.peft_config(task_type))
-        except ValueError as exc:  # peft's message names the missing target modules
-            raise PlatformError(f"lora cannot apply to {type(model).__name__}: {exc}") from exc
+class DoraMethod(LoraMethod):
+    """Weight-decomposed LoRA (Liu et al., 2024): LoRA on the direction, a learned magnitude per column.
+    Same hyperparameters as LoRA; only the flag differs, which is why it shares LoRA's class."""
+
+    name: Literal["dora"] = "dora"
+    use_dora: ClassVar[bool] = True

@@ -119,18 +119,25 @@ def resolve_model(source: str) -> ResolvedModel:
     return ResolvedModel(source, source, "hub")
 
 
-def load_causal_lm(source: str, device: str = "cpu", dtype=None):
-    """Load tokenizer and causal LM from any source; returns (model, tokenizer, resolved)."""
+def load_causal_lm(source: str, device="cpu", dtype=None, **load_kwargs):
+    """Load tokenizer and causal LM from any source; returns (model, tokenizer, resolved).
+
+    `load_kwargs` go to `from_pretrained` (a method's `quantization_config`, for instance); a
+    quantized model is placed with `device_map`, since bitsandbytes models refuse `.to()`.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     resolved = resolve_model(source)
+    quantized = "quantization_config" in load_kwargs
+    if quantized:
+        load_kwargs["device_map"] = {"": str(device)}
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolved.path)
-        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype or torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype or torch.float32, **load_kwargs)
     except OSError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PlatformError(f"cannot load model '{source}': {first}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model.to(device), tokenizer, resolved
+    return (model if quantized else model.to(device)), tokenizer, resolved

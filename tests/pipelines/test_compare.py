@@ -1,6 +1,8 @@
 """peft_compare end to end on a tiny random model: child runs, report, registry, failures."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import pandas as pd
 import pytest
@@ -75,14 +77,19 @@ def test_grid_logs_one_child_per_cell_a_report_and_a_champion(tracking, tmp_path
     assert list(out.columns) == ["summary"] and len(out) == 2
 
 
-def test_lora_model_stores_the_adapter_not_the_base_weights(tracking, tmp_path, tiny_lm_dir, dialogue_files):
-    spec = write_spec(tmp_path, tiny_lm_dir, dialogue_files, methods=[{"name": "lora", "r": 2}])
+@pytest.mark.parametrize("method", [{"name": "lora", "r": 2}, {"name": "qlora", "r": 2},
+                                    {"name": "prompt", "num_virtual_tokens": 4}], ids=lambda m: m["name"])
+def test_peft_models_store_the_adapter_not_the_base_weights_and_serve(method, tracking, tmp_path, tiny_lm_dir,
+                                                                      dialogue_files):
+    spec = write_spec(tmp_path, tiny_lm_dir, dialogue_files, methods=[method])
     assert compare.main([spec]) == 0
     client = MlflowClient()
     version = client.get_model_version_by_alias("tiny-summarizer", "champion")
     local = mlflow.artifacts.download_artifacts(version.source)
-    files = {p.name for p in __import__("pathlib").Path(local).rglob("*") if p.is_file()}
+    files = {p.name for p in Path(local).rglob("*") if p.is_file()}
     assert "adapter_model.safetensors" in files and "model.safetensors" not in files
+    served = mlflow.pyfunc.load_model("models:/tiny-summarizer@champion")
+    assert len(served.predict(pd.DataFrame({"dialogue": [DIALOGUES[2][0]]}))) == 1
 
 
 def test_a_second_equal_run_registers_a_challenger_and_keeps_the_champion(tracking, tmp_path, tiny_lm_dir, dialogue_files):
