@@ -58,17 +58,27 @@ def _save_changed_weights(method, model, tokenizer, workdir: Path) -> str | None
     return str(out)
 
 
-def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, position: str = "") -> CellResult:
+def reused_cell(run, model_src, dataset, method, position: str) -> CellResult:
+    """A cell finished by an interrupted earlier grid, taken over as it is."""
+    label = f"{model_src.name}/{method.name}/{dataset.name}"
+    print(f"\n[{position}] {label}: reusing finished run {run.info.run_id} of an interrupted grid", flush=True)
+    return CellResult(model_src.name, dataset.name, method.name, "FINISHED", run.info.run_id,
+                      metrics=dict(run.data.metrics), model_uri=run.data.tags["model_uri"])
+
+
+def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, position: str = "",
+             key: str = "") -> CellResult:
     label = f"{model_src.name}/{method.name}/{dataset.name}"
     run = mlflow.start_run(run_name=label, nested=True, log_system_metrics=True)
     result = CellResult(model_src.name, dataset.name, method.name, "FAILED", run.info.run_id)
     try:
         print(f"\n[{position}] {label}", flush=True)
         mlflow.log_params(cell_params(spec, model_src, dataset, method))
-        mlflow.set_tags({"model": model_src.name, "dataset": dataset.name, "method": method.name})
+        mlflow.set_tags({"model": model_src.name, "dataset": dataset.name, "method": method.name, "cell_key": key})
         metrics = _run(spec, model_src, method, splits)
         result.metrics = metrics["scalars"]
         result.model_uri = metrics["model_uri"]
+        mlflow.set_tag("model_uri", result.model_uri)  # what a resumed grid needs to promote this cell
         result.status = "FINISHED"
         mlflow.end_run("FINISHED")
     except Exception as exc:  # one failed cell must not stop the grid; the reason is logged on it

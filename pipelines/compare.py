@@ -13,8 +13,9 @@ from pathlib import Path
 
 import mlflow
 
-from pipelines.cell import run_cell
+from pipelines.cell import cell_params, reused_cell, run_cell
 from pipelines.config import ExperimentSpec, load_spec
+from pipelines.resume import cell_key, data_fingerprint, mark_resumed, reusable_cells
 from pipelines.report import comparison_table, quality_cost_chart, to_markdown
 from pipelines.runtime import configure_threads
 from pipelines.sources.datasets import load_splits
@@ -37,9 +38,18 @@ def run(spec: ExperimentSpec, spec_path: str | None = None):
     for m in spec.models:
         resolve_model(m.source)
     grid = [(m, d, meth) for m in spec.models for d in spec.datasets for meth in spec.methods]
+    fingerprints = {name: data_fingerprint(s.train + s.eval) for name, s in splits.items()}
+    keys = [cell_key(cell_params(spec, m, d, meth), fingerprints[d.name]) for m, d, meth in grid]
+    reuse = reusable_cells(set(keys))
+    if reuse:
+        mark_resumed(reuse.values(), mlflow.active_run().info.run_id)
     cells = []
-    for i, (model_src, dataset, method) in enumerate(grid, start=1):
-        cells.append(run_cell(spec, model_src, dataset, method, splits[dataset.name], position=f"{i}/{len(grid)}"))
+    for i, ((model_src, dataset, method), key) in enumerate(zip(grid, keys), start=1):
+        position = f"{i}/{len(grid)}"
+        if key in reuse:
+            cells.append(reused_cell(reuse[key], model_src, dataset, method, position))
+        else:
+            cells.append(run_cell(spec, model_src, dataset, method, splits[dataset.name], position, key))
     table = comparison_table(cells)
     markdown = to_markdown(table)
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,6 +32,11 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+def _end_nested_runs(parent, status: str) -> None:
+    while mlflow.active_run() and mlflow.active_run().info.run_id != parent.info.run_id:
+        mlflow.end_run(status)  # a child run left open by the failure
+
+
 @contextmanager
 def failing_run_on_error(run_name: str):
     """Open (or, under `mlflow run`, attach to) the parent run. Any error marks it FAILED with the
@@ -40,6 +45,7 @@ def failing_run_on_error(run_name: str):
     try:
         yield run
     except KeyboardInterrupt:
+        _end_nested_runs(run, "KILLED")
         mlflow.set_tag("error", "interrupted")
         mlflow.end_run("KILLED")
         raise
@@ -47,8 +53,7 @@ def failing_run_on_error(run_name: str):
         reason = _one_line(exc)
         if not isinstance(exc, PlatformError):
             traceback.print_exc()
-        while mlflow.active_run() and mlflow.active_run().info.run_id != run.info.run_id:
-            mlflow.end_run("FAILED")  # a nested run left open by the failure
+        _end_nested_runs(run, "FAILED")
         mlflow.set_tag("error", reason)
         mlflow.end_run("FAILED")
         print(f"error: {reason}", file=sys.stderr, flush=True)

@@ -17,4 +17,5 @@ METHODS = (BaseMethod, FullMethod, LoraMethod, QloraMethod, DoraMethod, Ia3Metho
 # The spec picks the class by its `name` key; an unknown name fails at load time.
 MethodSpec = Annotated[Union[METHODS], Field(discriminator="name")]  # noqa: UP007 (built from the tuple)
 
-__all__ = ["METHODS", "MethodSpec", *(cls.__name__ for cls in METHODS)]
+__all__ = ["METHODS", "MethodSpec", "BaseMethod", "FullMethod", "LoraMethod", "QloraMethod", "DoraMethod",
+           "Ia3Method", "PrefixMethod", "PromptMethod"]

@@ -16,7 +16,7 @@ def wrap(model, peft_config, method: str):
 def task_type(model) -> str:
     """peft's task type from the model class, so seq2seq and classifier heads get the right wrapper."""
     name = type(model).__name__
-    if name.endswith("ForSeq2SeqLM") or name.endswith("ForConditionalGeneration"):
+    if name.endswith(("ForSeq2SeqLM", "ForConditionalGeneration")):
         return "SEQ_2_SEQ_LM"
     if name.endswith("ForSequenceClassification"):
         return "SEQ_CLS"

@@ -1,0 +1,51 @@
+"""Resuming a half-finished grid: a cell that already FINISHED under a parent run that did not
+(killed, failed, or still marked running after a crash) is reused instead of trained again.
+
+A cell is identified by a hash of every spec field that shaped it plus a fingerprint of its
+data, so a changed hyperparameter or an edited data file runs the cell afresh.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import mlflow
+from mlflow import MlflowClient
+
+RESUMED_BY = "resumed_by"
+
+
+def data_fingerprint(examples) -> str:
+    digest = hashlib.sha1()
+    for ex in examples:
+        digest.update(json.dumps([ex.text, list(ex.references)]).encode())
+    return digest.hexdigest()[:16]
+
+
+def cell_key(params: dict, fingerprint: str) -> str:
+    payload = json.dumps({"params": params, "data": fingerprint}, sort_keys=True, default=str)
+    return hashlib.sha1(payload.encode()).hexdigest()[:20]
+
+
+def reusable_cells(keys: set[str]) -> dict[str, mlflow.entities.Run]:
+    """Finished child runs with one of `keys` whose grid was interrupted and not yet resumed."""
+    client = MlflowClient()
+    experiment = mlflow.active_run().info.experiment_id
+    found: dict[str, mlflow.entities.Run] = {}
+    parents: dict[str, mlflow.entities.Run] = {}
+    runs = client.search_runs([experiment], filter_string="attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"], max_results=5000)
+    for run in runs:
+        key, parent_id = run.data.tags.get("cell_key"), run.data.tags.get("mlflow.parentRunId")
+        if key not in keys or key in found or not parent_id or "model_uri" not in run.data.tags:
+            continue
+        parent = parents.get(parent_id) or parents.setdefault(parent_id, client.get_run(parent_id))
+        if parent.info.status != "FINISHED" and RESUMED_BY not in parent.data.tags:
+            found[key] = run
+    return found
+
+
+def mark_resumed(runs, by_run_id: str) -> None:
+    client = MlflowClient()
+    for parent_id in {r.data.tags["mlflow.parentRunId"] for r in runs}:
+        client.set_tag(parent_id, RESUMED_BY, by_run_id)

@@ -1,0 +1,74 @@
+"""An interrupted grid, run again, trains only the cells that did not finish."""
+from __future__ import annotations
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from pipelines import cell, compare
+from tests.pipelines.test_compare import write_spec
+
+ORIGINAL_RUN = cell._run
+METHODS = [{"name": "base"}, {"name": "lora", "r": 2}, {"name": "ia3"}]
+
+
+class Crash(BaseException):
+    """A hard stop mid-grid (like a killed process): no `except Exception` handler sees it."""
+
+
+def crash_grid(spec):
+    with pytest.raises(Crash):
+        compare.main([spec])
+    while mlflow.active_run():  # what the dying process leaves behind: runs that never finished
+        mlflow.end_run("KILLED")
+
+
+def trained_cells(monkeypatch, interrupt_at: str | None = None) -> list[str]:
+    ran = []
+
+    def counting(spec, model_src, method, splits):
+        if method.name == interrupt_at:
+            raise Crash
+        ran.append(method.name)
+        return ORIGINAL_RUN(spec, model_src, method, splits)
+
+    monkeypatch.setattr(cell, "_run", counting)
+    return ran
+
+
+def test_interrupted_grid_resumes_only_the_missing_cells(tracking, tmp_path, tiny_lm_dir, dialogue_files, monkeypatch):
+    spec = write_spec(tmp_path, tiny_lm_dir, dialogue_files, methods=METHODS)
+    ran = trained_cells(monkeypatch, interrupt_at="ia3")
+    crash_grid(spec)
+    assert ran == ["base", "lora"]
+    client = MlflowClient()
+    first_parent = next(r for r in client.search_runs(["0"]) if "mlflow.parentRunId" not in r.data.tags)
+    assert first_parent.info.status == "KILLED"
+    assert client.search_registered_models() == []
+
+    ran = trained_cells(monkeypatch)
+    assert compare.main([spec]) == 0
+    assert ran == ["ia3"]  # base and lora come from the interrupted grid
+    parents = [r for r in client.search_runs(["0"]) if "mlflow.parentRunId" not in r.data.tags]
+    second_parent = next(r for r in parents if r.info.run_id != first_parent.info.run_id)
+    assert client.get_run(first_parent.info.run_id).data.tags["resumed_by"] == second_parent.info.run_id
+    table = client.download_artifacts(second_parent.info.run_id, "report/comparison.csv")
+    assert open(table).read().count("FINISHED") == 3
+    assert client.get_model_version_by_alias("tiny-summarizer", "champion")
+
+    ran = trained_cells(monkeypatch)  # a finished grid is never reused: a new run trains everything
+    assert compare.main([spec]) == 0
+    assert ran == ["base", "lora", "ia3"]
+
+
+def test_a_changed_hyperparameter_or_data_file_is_not_reused(tracking, tmp_path, tiny_lm_dir, dialogue_files,
+                                                              monkeypatch):
+    spec = write_spec(tmp_path, tiny_lm_dir, dialogue_files, methods=METHODS)
+    trained_cells(monkeypatch, interrupt_at="ia3")
+    crash_grid(spec)
+    changed = [{"name": "base"}, {"name": "lora", "r": 4}, {"name": "ia3"}]
+    spec = write_spec(tmp_path, tiny_lm_dir, dialogue_files, methods=changed)
+    dialogue_files["eval"].write_text(dialogue_files["eval"].read_text().replace("noon", "one"))
+    ran = trained_cells(monkeypatch)
+    assert compare.main([spec]) == 0
+    assert ran == ["base", "lora", "ia3"]
