@@ -131,13 +131,22 @@ def _fit_and_predict(spec, model_src, method, train_examples, eval_examples, dev
         scalars["train_truncated_examples"] = truncated = sum(e.truncated for e in train_set)
         if truncated:
             print(f"  {truncated}/{len(train_set)} training dialogues truncated to max_seq_len={spec.train.max_seq_len}")
+        subset = eval_examples[: spec.train.eval_subset]
+
+        def validate(m):
+            predictions = generate_summaries(m, tokenizer, gen.instruction, [ex.text for ex in subset],
+                                             gen.max_new_tokens, gen.batch_size, max_prompt_tokens=spec.train.max_seq_len)
+            return summarization_scores(predictions, [list(ex.references) for ex in subset])
+
         fit = train(
             model, train_set, spec.train, learning_rate=method.learning_rate, weight_decay=method.weight_decay,
             seed=spec.seed, pad_id=pad_id, device=device, amp_dtype=autocast_dtype(spec.train.precision, device),
-            log=lambda metrics, step: mlflow.log_metrics(metrics, step=step),
+            log=lambda metrics, step: mlflow.log_metrics(metrics, step=step), validate=validate,
         )
         scalars.update(train_steps=fit.steps, train_examples=fit.examples, train_tokens=fit.tokens,
                        train_time_s=fit.train_time_s, train_tokens_per_s=fit.tokens_per_s)
+        if fit.best_step is not None:
+            scalars.update(best_step=fit.best_step, best_val_score=fit.best_value)
         mlflow.set_tag("stopped_by", fit.stopped_by)
     scalars["eval_loss"] = eval_loss(model, [encode(ex) for ex in eval_examples], gen.batch_size, pad_id, device)
     started = time.perf_counter()

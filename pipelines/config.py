@@ -56,6 +56,13 @@ class TrainSettings(_Strict):
     max_target_tokens: int = Field(96, ge=4, description="reference tokens kept for the loss")
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     log_every: int = Field(5, ge=1, description="steps between loss logs")
+    eval_every_steps: int | None = Field(
+        None, ge=1, description="generate and score the validation subset every N steps (off when absent)")
+    eval_subset: int = Field(16, ge=1, description="eval rows (the first N, fixed) scored during training")
+    select_metric: Literal["rouge1", "rouge2", "rougeL", "rougeLsum", "bleu"] = Field(
+        "rougeL", description="validation metric for best-checkpoint selection and early stopping")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="stop after this many validations without improvement (never when absent)")
     precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="auto: bf16 autocast on CUDA with bf16 support, float32 elsewhere"
     )

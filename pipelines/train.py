@@ -22,10 +22,41 @@ class TrainResult:
     steps: int
     examples: int
     tokens: int
-    train_time_s: float
+    train_time_s: float  # excludes validation during training
     tokens_per_s: float
     final_loss: float
-    stopped_by: str  # "steps", "epochs" or "time"
+    stopped_by: str  # "steps", "epochs", "time" or "early_stopping"
+    best_step: int | None = None  # the step whose weights were kept, when validating during training
+    best_value: float | None = None
+
+
+class BestCheckpoint:
+    """Tracks the validation metric, keeps a copy of the trainable weights at its best, and says
+    when `patience` validations in a row brought no improvement. Only trainable tensors are
+    copied: frozen base weights cannot change, so a PEFT snapshot costs the adapter's size."""
+
+    def __init__(self, params: list[torch.Tensor], greater_is_better: bool, patience: int | None):
+        self.params, self.greater, self.patience = params, greater_is_better, patience
+        self.best_value: float | None = None
+        self.best_step: int | None = None
+        self.snapshot: list[torch.Tensor] | None = None
+        self.since_best = 0
+
+    def update(self, value: float, step: int) -> bool:
+        """Record a validation; returns True when training should stop early."""
+        improved = self.best_value is None or (value > self.best_value if self.greater else value < self.best_value)
+        if improved:
+            self.best_value, self.best_step, self.since_best = value, step, 0
+            self.snapshot = [p.detach().clone() for p in self.params]
+            return False
+        self.since_best += 1
+        return self.patience is not None and self.since_best >= self.patience
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        if self.snapshot is not None:
+            for param, saved in zip(self.params, self.snapshot):
+                param.copy_(saved)
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
@@ -51,7 +82,11 @@ def train(
     model, examples: list[Encoded], settings, *, learning_rate: float, weight_decay: float, seed: int,
     pad_id: int, device: torch.device, amp_dtype: torch.dtype | None = None,
     log: Callable[[dict, int], None] = lambda metrics, step: None,
+    validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
 ) -> TrainResult:
+    """Train in place. With `validate` and `settings.eval_every_steps`, the model is scored every
+    N steps (logged as `val_<metric>`), training stops early after `early_stopping_patience`
+    validations without a gain on `settings.select_metric`, and the best weights are restored."""
     total_steps, stopped_by = plan_steps(len(examples), settings)
     warmup = int(total_steps * settings.warmup_ratio)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -67,6 +102,8 @@ def train(
             epoch += 1
 
     stream = batch_stream()
+    validating = validate is not None and settings.eval_every_steps is not None
+    best = BestCheckpoint(params, greater_is_better=True, patience=settings.early_stopping_patience)
     model.train()
     started = time.perf_counter()
     window_loss = torch.zeros((), device=device)
@@ -102,14 +139,31 @@ def train(
                   f"{now - started:.0f}s", flush=True)
             window_loss.zero_()
             window_tokens, window_steps, window_start = 0, 0, now
+        if validating and (done % settings.eval_every_steps == 0 or done == total_steps or out_of_time):
+            val_started = time.perf_counter()
+            scores = validate(model)
+            model.train()
+            log({f"val_{k}": v for k, v in scores.items()}, done)
+            stop_early = best.update(scores[settings.select_metric], done)
+            print(f"  step {done}  val_{settings.select_metric} {scores[settings.select_metric]:.4f}  "
+                  f"(best {best.best_value:.4f} at step {best.best_step})", flush=True)
+            # Validation time counts neither as training time nor against the training budget.
+            spent = time.perf_counter() - val_started
+            started, deadline, window_start = started + spent, deadline + spent, window_start + spent
+            if stop_early and not out_of_time:
+                stopped_by = "early_stopping"
+                break
         if out_of_time:
             stopped_by = "time"
             break
     elapsed = time.perf_counter() - started
+    if validating:
+        best.restore()
     model.eval()
     return TrainResult(
         steps=step + 1 if total_steps else 0, examples=examples_seen, tokens=tokens, train_time_s=elapsed,
         tokens_per_s=tokens / max(elapsed, 1e-9), final_loss=last_loss, stopped_by=stopped_by,
+        best_step=best.best_step, best_value=best.best_value,
     )
 
 

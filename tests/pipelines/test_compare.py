@@ -35,7 +35,8 @@ def runs_of(client):
 
 
 def test_grid_logs_one_child_per_cell_a_report_and_a_champion(tracking, tmp_path, tiny_lm_dir, dialogue_files, capsys):
-    spec = write_spec(tmp_path, tiny_lm_dir, dialogue_files)
+    train = {"max_steps": 2, "batch_size": 4, "log_every": 1, "max_seq_len": 128, "eval_every_steps": 1, "eval_subset": 2}
+    spec = write_spec(tmp_path, tiny_lm_dir, dialogue_files, train=train)
     assert compare.main([spec]) == 0
     printed = capsys.readouterr().out
     assert "| tiny    | dlg       | lora" in printed and "@champion" in printed
@@ -59,6 +60,8 @@ def test_grid_logs_one_child_per_cell_a_report_and_a_champion(tracking, tmp_path
     assert 0 < trained["lora"]["saved_bytes"] < trained["full"]["saved_bytes"]
     assert trained["lora"]["params_trainable"] < trained["full"]["params_trainable"]
     assert [m.step for m in client.get_metric_history(children["lora"].info.run_id, "train_loss")] == [1, 2]
+    assert [m.step for m in client.get_metric_history(children["lora"].info.run_id, "val_rougeL")] == [1, 2]
+    assert trained["lora"]["best_step"] in (1, 2)
     assert "train_tokens_per_s" in trained["lora"]
 
     report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}

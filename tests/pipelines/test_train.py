@@ -67,3 +67,28 @@ def test_wall_clock_budget_stops_training(tiny_lm_dir):
     settings = TrainSettings(max_steps=1000, batch_size=4, max_minutes=1e-6)
     *_, result, logged = fit(tiny_lm_dir, FullMethod(), settings)
     assert result.stopped_by == "time" and result.steps == 1 and len(logged) == 1
+
+
+def test_validation_logs_step_metrics_stops_early_and_keeps_the_best_weights(tiny_lm_dir):
+    model, tokenizer, _ = load_causal_lm(str(tiny_lm_dir))
+    method = FullMethod(learning_rate=1e-2)
+    model = method.apply(model)
+    scripted = iter([0.10, 0.30, 0.20, 0.25, 0.90])  # best at the 2nd validation, then two without gain
+    seen = {}
+
+    def validate(m):
+        step = len(seen) + 1
+        seen[step * 2] = {n: p.detach().clone() for n, p in m.named_parameters()}
+        return {"rougeL": next(scripted), "bleu": 1.0}
+
+    logged = []
+    settings = TrainSettings(max_steps=20, batch_size=4, log_every=100, eval_every_steps=2, early_stopping_patience=2)
+    result = train(model, encoded(tokenizer), settings, learning_rate=1e-2, weight_decay=0.0, seed=0,
+                   pad_id=tokenizer.pad_token_id, device=torch.device("cpu"),
+                   log=lambda metrics, step: logged.append((step, metrics)), validate=validate)
+    assert result.stopped_by == "early_stopping" and result.steps == 8
+    assert (result.best_step, result.best_value) == (4, 0.30)
+    val_steps = [(step, m["val_rougeL"]) for step, m in logged if "val_rougeL" in m]
+    assert val_steps == [(2, 0.10), (4, 0.30), (6, 0.20), (8, 0.25)]
+    for name, param in model.named_parameters():  # the weights of step 4, not of step 8
+        torch.testing.assert_close(param, seen[4][name], rtol=0, atol=0)
