@@ -15,8 +15,8 @@ import mlflow
 
 from pipelines.cell import cell_params, reused_cell, run_cell
 from pipelines.config import ExperimentSpec, load_spec
-from pipelines.resume import cell_key, data_fingerprint, mark_resumed, reusable_cells
 from pipelines.report import comparison_table, quality_cost_chart, to_markdown
+from pipelines.resume import cell_key, data_fingerprint, mark_resumed, reusable_cells
 from pipelines.runtime import configure_threads
 from pipelines.sources.datasets import load_splits
 from pipelines.sources.models import resolve_model

@@ -1,0 +1,68 @@
+"""The `evaluate` entry point on a logged model, and its failures on bad input."""
+from __future__ import annotations
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from pipelines import compare, evaluate
+from tests.conftest import DIALOGUES, write_jsonl
+from tests.pipelines.test_compare import write_spec
+
+
+@pytest.fixture
+def logged_model(tracking, tmp_path, tiny_lm_dir, dialogue_files):
+    spec = write_spec(tmp_path, tiny_lm_dir, dialogue_files, methods=[{"name": "lora", "r": 2}])
+    assert compare.main([spec]) == 0
+    return MlflowClient().get_model_version_by_alias("tiny-summarizer", "champion")
+
+
+def other_dataset(tmp_path):
+    rows = [{"conversation": d, "gist": [s, s.upper()]} for d, s in DIALOGUES[2:7]]
+    return write_jsonl(tmp_path / "other" / "set.jsonl", rows)
+
+
+def test_scores_a_registered_model_on_another_dataset_and_links_the_result(logged_model, tmp_path):
+    data = other_dataset(tmp_path)
+    assert evaluate.main(["models:/tiny-summarizer@champion", str(data), "--text-field", "conversation",
+                          "--target-field", "gist", "--limit", "4"]) == 0
+    client = MlflowClient()
+    run = next(r for r in client.search_runs(["0"]) if r.data.tags.get("mlflow.runName") == "evaluate")
+    assert run.info.status == "FINISHED"
+    assert run.data.params["rows"] == "4" and run.data.params["model_uri"] == "models:/tiny-summarizer@champion"
+    assert {"rouge1", "rougeL", "bleu", "precision_1"} <= set(run.data.metrics)
+    assert run.data.tags["evaluated_run_id"] == logged_model.run_id
+    model_id = run.data.tags["evaluated_model_id"]
+    linked = {m.key for m in client.get_logged_model(model_id).metrics or []}
+    assert "rougeL" in linked
+    assert "predictions.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_runs_uri_of_a_cell_works_too(logged_model, tmp_path):
+    data = other_dataset(tmp_path)
+    uri = f"runs:/{logged_model.run_id}/model"
+    assert evaluate.main([uri, str(data), "--text-field", "conversation", "--target-field", "gist"]) == 0
+
+
+def test_mismatched_data_fails_before_loading_the_model(tracking, tmp_path, monkeypatch, capsys):
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("model loaded before the data was checked")
+
+    monkeypatch.setattr(mlflow.pyfunc, "load_model", must_not_load)
+    monkeypatch.setattr(evaluate, "model_info", must_not_load)
+    data = other_dataset(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["models:/anything@champion", str(data)])  # default fields: dialogue/summary
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == f"error: {data} row 1: field 'dialogue' is missing"
+    run = MlflowClient().search_runs(["0"])[0]
+    assert run.info.status == "FAILED" and "field 'dialogue' is missing" in run.data.tags["error"]
+
+
+def test_a_model_uri_that_does_not_exist(tracking, tmp_path, capsys):
+    data = write_jsonl(tmp_path / "d.jsonl", [{"dialogue": d, "summary": s} for d, s in DIALOGUES[:2]])
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["models:/no-such-model@champion", str(data)])
+    assert exit_info.value.code == 2
+    assert "error: model URI 'models:/no-such-model@champion' cannot be found" in capsys.readouterr().err
