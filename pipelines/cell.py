@@ -20,7 +20,7 @@ from pipelines.metrics import summarization_scores
 from pipelines.resources import ResourceMeter, bytes_on_disk, parameter_counts, release_freed_memory
 from pipelines.runtime import autocast_dtype, pick_device
 from pipelines.sources.datasets import Splits
-from pipelines.sources.models import load_causal_lm
+from pipelines.sources.models import is_seq2seq, load_lm
 from pipelines.tasks.summarization import encode_for_training, generate_summaries
 from pipelines.train import eval_loss, train
 from registry.summarizer import log_summarizer
@@ -117,14 +117,16 @@ def _fit_and_predict(spec, model_src, method, train_examples, eval_examples, dev
     gen = spec.generation
     scalars: dict[str, float] = {}
     torch.manual_seed(spec.seed)
-    model, tokenizer, _ = load_causal_lm(model_src.source, device=device, **method.load_kwargs(device))
+    model, tokenizer, _ = load_lm(model_src.source, device=device, **method.load_kwargs(device))
     model = method.apply(model)
     scalars.update(parameter_counts(model))
     pad_id = tokenizer.pad_token_id
 
+    seq2seq = is_seq2seq(model)
+
     def encode(ex):
         return encode_for_training(tokenizer, gen.instruction, ex.text, ex.references[0],
-                                   spec.train.max_seq_len, spec.train.max_target_tokens)
+                                   spec.train.max_seq_len, spec.train.max_target_tokens, seq2seq=seq2seq)
 
     if method.trains:
         train_set = [encode(ex) for ex in train_examples]

@@ -91,7 +91,7 @@ def train(
     warmup = int(total_steps * settings.warmup_ratio)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
-    lengths = [len(e.input_ids) for e in examples]
+    lengths = [e.n_tokens for e in examples]
     deadline = time.perf_counter() + settings.max_minutes * 60 if settings.max_minutes else math.inf
     autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
 
@@ -176,7 +176,7 @@ def eval_loss(model, examples: list[Encoded], batch_size: int, pad_id: int, devi
     for start in range(0, len(order), batch_size):
         chunk = [examples[i] for i in order[start : start + batch_size]]
         batch = {k: v.to(device) for k, v in collate(chunk, pad_id).items()}
-        n = int((batch["labels"][:, 1:] != -100).sum())
+        n = int((batch["labels"] != -100).sum())
         total += model(**batch).loss.item() * n
         count += n
     return total / max(count, 1)

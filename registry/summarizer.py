@@ -42,13 +42,13 @@ def _bad_request(message: str) -> MlflowException:
 class SummarizerModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         from pipelines.runtime import configure_threads, pick_device
-        from pipelines.sources.models import load_causal_lm
+        from pipelines.sources.models import load_lm
 
         cfg = context.model_config
         configure_threads()
         device = pick_device(cfg.get("device", "auto"))
         weights = context.artifacts.get("weights")
-        self.model, self.tokenizer, _ = load_causal_lm(weights or cfg["base_source"], device=device)
+        self.model, self.tokenizer, _ = load_lm(weights or cfg["base_source"], device=device)
         adapter = context.artifacts.get("adapter")
         if adapter:
             from peft import PeftModel

@@ -80,9 +80,9 @@ def tiny_lm_plain_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def tiny_lm(tiny_lm_dir):
-    from pipelines.sources.models import load_causal_lm
+    from pipelines.sources.models import load_lm
 
-    model, tokenizer, _ = load_causal_lm(str(tiny_lm_dir))
+    model, tokenizer, _ = load_lm(str(tiny_lm_dir))
     return model, tokenizer
 
 
@@ -111,3 +111,38 @@ def tracking(tmp_path, monkeypatch) -> str:
     yield uri
     while mlflow.active_run():
         mlflow.end_run()
+
+
+def build_tiny_seq2seq(folder: Path, family: str, seed: int = 0) -> Path:
+    """A tiny random T5 or BART with the fixture's BPE tokenizer (no seq2seq weights exist offline)."""
+    from transformers import BartConfig, BartForConditionalGeneration, T5Config, T5ForConditionalGeneration
+
+    causal_dir = build_tiny_causal_lm(folder / "_tok", chat_template=False)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(causal_dir)
+    ids = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id,
+           "decoder_start_token_id": tokenizer.pad_token_id}
+    torch.manual_seed(seed)
+    if family == "t5":
+        config = T5Config(vocab_size=len(tokenizer), d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2,
+                          num_heads=4, **ids)
+        model = T5ForConditionalGeneration(config)
+    else:
+        config = BartConfig(vocab_size=len(tokenizer), d_model=64, encoder_layers=2, decoder_layers=2,
+                            encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=128,
+                            decoder_ffn_dim=128, max_position_embeddings=512, bos_token_id=tokenizer.pad_token_id,
+                            forced_eos_token_id=None, **ids)
+        model = BartForConditionalGeneration(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.decoder_start_token_id = tokenizer.pad_token_id
+    target = folder / family
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+@pytest.fixture(scope="session", params=["t5", "bart"])
+def tiny_seq2seq_dir(request, tmp_path_factory) -> Path:
+    return build_tiny_seq2seq(tmp_path_factory.mktemp(f"tiny-{request.param}"), request.param)

@@ -119,14 +119,21 @@ def resolve_model(source: str) -> ResolvedModel:
     return ResolvedModel(source, source, "hub")
 
 
-def load_causal_lm(source: str, device="cpu", dtype=None, **load_kwargs):
-    """Load tokenizer and causal LM from any source; returns (model, tokenizer, resolved).
+def is_seq2seq(model) -> bool:
+    return bool(getattr(model.config, "is_encoder_decoder", False))
+
+
+def load_lm(source: str, device="cpu", dtype=None, **load_kwargs):
+    """Load tokenizer and language model from any source; returns (model, tokenizer, resolved).
+
+    Encoder-decoder checkpoints (T5, BART, ...) load as `AutoModelForSeq2SeqLM`, the rest as
+    `AutoModelForCausalLM`; the config says which.
 
     `load_kwargs` go to `from_pretrained` (a method's `quantization_config`, for instance); a
     quantized model is placed with `device_map`, since bitsandbytes models refuse `.to()`.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     resolved = resolve_model(source)
     quantized = "quantization_config" in load_kwargs
@@ -134,7 +141,9 @@ def load_causal_lm(source: str, device="cpu", dtype=None, **load_kwargs):
         load_kwargs["device_map"] = {"": str(device)}
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolved.path)
-        model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=dtype or torch.float32, **load_kwargs)
+        seq2seq = getattr(AutoConfig.from_pretrained(resolved.path), "is_encoder_decoder", False)
+        auto_class = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+        model = auto_class.from_pretrained(resolved.path, dtype=dtype or torch.float32, **load_kwargs)
     except OSError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PlatformError(f"cannot load model '{source}': {first}") from None

@@ -1,4 +1,6 @@
-"""Summarization on a causal LM: prompt format, loss only on the summary, batched generation."""
+"""Summarization on a causal LM (prompt, then the summary; loss only on the summary) or on an
+encoder-decoder (prompt into the encoder, summary as decoder labels): prompt format, batching,
+batched generation."""
 from __future__ import annotations
 
 import random
@@ -9,9 +11,12 @@ import torch
 IGNORE_INDEX = -100
 
 
-def build_prompt(tokenizer, instruction: str, dialogue: str) -> str:
-    """The text the model continues with its summary: the chat template when the tokenizer has one."""
+def build_prompt(tokenizer, instruction: str, dialogue: str, seq2seq: bool = False) -> str:
+    """The text the model continues with its summary (causal: the chat template when the tokenizer
+    has one), or the encoder input of a seq2seq model (instruction and dialogue, T5-style)."""
     content = f"{instruction}\n\n{dialogue}"
+    if seq2seq:
+        return content
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(
             [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
@@ -27,16 +32,28 @@ def _target_suffix(tokenizer) -> list[int]:
 @dataclass
 class Encoded:
     input_ids: list[int]
-    labels: list[int]
+    labels: list[int]  # causal: aligned with input_ids, prompt masked; seq2seq: the decoder targets
     truncated: bool
+    seq2seq: bool = False
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.input_ids) + (len(self.labels) if self.seq2seq else 0)
 
 
-def encode_for_training(tokenizer, instruction: str, dialogue: str, summary: str, max_len: int, max_target: int) -> Encoded:
-    """Prompt + summary token ids, with labels masked to the summary (and its end token).
+def encode_for_training(tokenizer, instruction: str, dialogue: str, summary: str, max_len: int, max_target: int,
+                        seq2seq: bool = False) -> Encoded:
+    """Token ids for one (dialogue, summary) pair.
 
-    When the pair is longer than `max_len`, the dialogue is cut (not the instruction or the
-    generation prompt), so the model still sees a well-formed prompt.
+    Causal: prompt + summary, labels masked to the summary and its end token; when the pair is
+    longer than `max_len`, the dialogue is cut (not the instruction or the generation prompt).
+    Seq2seq: the prompt (cut to `max_len`) feeds the encoder, the summary is the decoder target.
     """
+    if seq2seq:
+        target = tokenizer(summary.strip(), add_special_tokens=False)["input_ids"][:max_target] + _target_suffix(tokenizer)
+        source = tokenizer(build_prompt(tokenizer, instruction, dialogue, seq2seq=True),
+                           add_special_tokens=False)["input_ids"] + _target_suffix(tokenizer)
+        return Encoded(source[:max_len], target, len(source) > max_len, seq2seq=True)
     target = tokenizer(" " + summary.strip() if not getattr(tokenizer, "chat_template", None) else summary.strip(),
                        add_special_tokens=False)["input_ids"][:max_target] + _target_suffix(tokenizer)
     prompt = tokenizer(build_prompt(tokenizer, instruction, dialogue), add_special_tokens=False)["input_ids"]
@@ -53,15 +70,17 @@ def encode_for_training(tokenizer, instruction: str, dialogue: str, summary: str
 
 
 def collate(batch: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad a batch; padded positions get no attention and no loss."""
+    """Right-pad a batch; padded positions get no attention and no loss. Seq2seq labels are
+    padded to their own width (the model shifts them into decoder inputs itself)."""
     width = max(len(item.input_ids) for item in batch)
+    label_width = max(len(item.labels) for item in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+    labels = torch.full((len(batch), label_width), IGNORE_INDEX, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
     for row, item in enumerate(batch):
         n = len(item.input_ids)
         ids[row, :n] = torch.tensor(item.input_ids)
-        labels[row, :n] = torch.tensor(item.labels)
+        labels[row, : len(item.labels)] = torch.tensor(item.labels)
         mask[row, :n] = 1
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
@@ -89,11 +108,15 @@ def generate_summaries(
     num_beams: int = 1, max_prompt_tokens: int | None = None, progress=None,
 ) -> list[str]:
     """Summaries for many dialogues (greedy unless `num_beams` > 1)."""
-    prompts = [build_prompt(tokenizer, instruction, d) for d in dialogues]
+    seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
+    prompts = [build_prompt(tokenizer, instruction, d, seq2seq) for d in dialogues]
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    if seq2seq:
+        encoded = [ids + _target_suffix(tokenizer) for ids in encoded]
     if max_prompt_tokens:
-        # Keep the end of an over-long prompt: that is where the generation prompt sits.
-        encoded = [ids[-max_prompt_tokens:] for ids in encoded]
+        # Causal: keep the end of an over-long prompt, where the generation prompt sits.
+        # Seq2seq: keep the start, where the instruction sits.
+        encoded = [ids[:max_prompt_tokens] if seq2seq else ids[-max_prompt_tokens:] for ids in encoded]
     generated = generate_ids(model, tokenizer, encoded, max_new_tokens, batch_size, num_beams, progress)
     return [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in generated]
 
@@ -103,6 +126,9 @@ def generate_ids(model, tokenizer, prompts: list[list[int]], max_new_tokens: int
                  num_beams: int = 1, progress=None) -> list[list[int]]:
     """New token ids per prompt: batches sorted by length (little padding), left padding, KV cache."""
     device = next(model.parameters()).device
+    # A decoder-only model returns prompt + continuation; an encoder-decoder returns the decoder
+    # start token + continuation.
+    seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     outputs: list[list[int]] = [[] for _ in prompts]
@@ -123,7 +149,7 @@ def generate_ids(model, tokenizer, prompts: list[list[int]], max_new_tokens: int
             use_cache=True,
         )
         for row, i in enumerate(idx):
-            new = generated[row, width:].tolist()
+            new = generated[row, 1:].tolist() if seq2seq else generated[row, width:].tolist()
             # Drop what follows the end token (padding of sequences that finished early).
             if tokenizer.eos_token_id in new:
                 new = new[: new.index(tokenizer.eos_token_id)]

@@ -160,3 +160,11 @@ def test_bad_input_fails_fast_with_one_line_and_a_failed_run(case, expected, tra
     runs = runs_of(client)
     assert len(runs) == 1 and runs[0].info.status == "FAILED" and expected in runs[0].data.tags["error"]
     assert client.search_registered_models() == []
+
+
+def test_seq2seq_models_run_the_same_grid_and_serve(tracking, tmp_path, tiny_seq2seq_dir, dialogue_files):
+    spec = write_spec(tmp_path, tiny_seq2seq_dir, dialogue_files, methods=[{"name": "full"}, {"name": "lora", "r": 2}])
+    assert compare.main([spec]) == 0
+    served = mlflow.pyfunc.load_model("models:/tiny-summarizer@champion")
+    out = served.predict(pd.DataFrame({"dialogue": [DIALOGUES[3][0]]}))
+    assert len(out) == 1 and isinstance(out["summary"][0], str)

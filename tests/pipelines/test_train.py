@@ -3,7 +3,7 @@ import torch
 
 from pipelines.config import TrainSettings
 from pipelines.methods import FullMethod, LoraMethod
-from pipelines.sources.models import load_causal_lm
+from pipelines.sources.models import load_lm
 from pipelines.tasks.summarization import encode_for_training
 from pipelines.train import eval_loss, lr_at, plan_steps, train
 from tests.conftest import DIALOGUES
@@ -16,7 +16,7 @@ def encoded(tokenizer):
 
 
 def fit(model_dir, method, settings, seed=0):
-    model, tokenizer, _ = load_causal_lm(str(model_dir))
+    model, tokenizer, _ = load_lm(str(model_dir))
     torch.manual_seed(seed)
     model = method.apply(model)
     data = encoded(tokenizer)
@@ -50,7 +50,7 @@ def test_full_fine_tuning_fits_the_training_set(tiny_lm_dir):
     assert result.tokens == sum(len(data[i].input_ids) for i in range(len(data))) * 20  # 40 steps x 4 = 20 epochs
     assert [step for step, _ in logged] == [10, 20, 30, 40]
     assert logged[-1][1] < 0.8 * logged[0][1]
-    untrained, _, _ = load_causal_lm(str(tiny_lm_dir))
+    untrained, _, _ = load_lm(str(tiny_lm_dir))
     pad = tokenizer.pad_token_id
     assert eval_loss(model, data, 4, pad, torch.device("cpu")) < 0.8 * eval_loss(untrained, data, 4, pad, torch.device("cpu"))
 
@@ -70,7 +70,7 @@ def test_wall_clock_budget_stops_training(tiny_lm_dir):
 
 
 def test_validation_logs_step_metrics_stops_early_and_keeps_the_best_weights(tiny_lm_dir):
-    model, tokenizer, _ = load_causal_lm(str(tiny_lm_dir))
+    model, tokenizer, _ = load_lm(str(tiny_lm_dir))
     method = FullMethod(learning_rate=1e-2)
     model = method.apply(model)
     scripted = iter([0.10, 0.30, 0.20, 0.25, 0.90])  # best at the 2nd validation, then two without gain

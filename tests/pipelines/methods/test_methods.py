@@ -29,9 +29,9 @@ def test_lora_finds_linear_layers_itself_and_trains_a_small_share(tiny_lm):
 def test_lora_adapter_reloads_to_the_same_outputs(tiny_lm_dir, tmp_path):
     from peft import PeftModel
 
-    from pipelines.sources.models import load_causal_lm
+    from pipelines.sources.models import load_lm
 
-    model, _, _ = load_causal_lm(str(tiny_lm_dir))
+    model, _, _ = load_lm(str(tiny_lm_dir))
     torch.manual_seed(0)
     peft_model = LoraMethod(r=4).apply(model)
     with torch.no_grad():  # make the adapter non-zero, as training would
@@ -43,7 +43,7 @@ def test_lora_adapter_reloads_to_the_same_outputs(tiny_lm_dir, tmp_path):
     expected = peft_model(input_ids=ids).logits
     peft_model.save_pretrained(tmp_path / "adapter")
     assert bytes_on_disk(tmp_path / "adapter") < bytes_on_disk(tiny_lm_dir / "model.safetensors")
-    base, _, _ = load_causal_lm(str(tiny_lm_dir))
+    base, _, _ = load_lm(str(tiny_lm_dir))
     reloaded = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
     torch.testing.assert_close(reloaded(input_ids=ids).logits, expected)
     merged = reloaded.merge_and_unload()

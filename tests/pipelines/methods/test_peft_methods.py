@@ -6,7 +6,7 @@ import torch
 from pipelines.config import TrainSettings
 from pipelines.methods import DoraMethod, Ia3Method, LoraMethod, PrefixMethod, PromptMethod, QloraMethod
 from pipelines.resources import bytes_on_disk, parameter_counts
-from pipelines.sources.models import load_causal_lm
+from pipelines.sources.models import load_lm
 from pipelines.tasks.summarization import encode_for_training, generate_summaries
 from pipelines.train import train
 from tests.conftest import DIALOGUES
@@ -28,7 +28,7 @@ def test_method_trains_and_its_adapter_reloads_to_the_same_outputs(method, tiny_
     from peft import PeftModel
 
     torch.manual_seed(0)
-    model, tokenizer, _ = load_causal_lm(str(tiny_lm_dir), device=CPU, **method.load_kwargs(CPU))
+    model, tokenizer, _ = load_lm(str(tiny_lm_dir), device=CPU, **method.load_kwargs(CPU))
     model = method.apply(model)
     counts = parameter_counts(model)
     assert 0 < counts["params_trainable"] < counts["params_total"]
@@ -51,7 +51,7 @@ def test_method_trains_and_its_adapter_reloads_to_the_same_outputs(method, tiny_
     model.save_pretrained(tmp_path / "adapter")
     assert bytes_on_disk(tmp_path / "adapter") < bytes_on_disk(tiny_lm_dir / "model.safetensors")
 
-    base, _, _ = load_causal_lm(str(tiny_lm_dir), device=CPU, **method.load_kwargs(CPU))
+    base, _, _ = load_lm(str(tiny_lm_dir), device=CPU, **method.load_kwargs(CPU))
     reloaded = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**ids).logits, expected)
@@ -65,6 +65,6 @@ def test_method_trains_and_its_adapter_reloads_to_the_same_outputs(method, tiny_
 def test_missing_target_modules_fail_with_the_method_named(method, tiny_lm_dir):
     from pipelines.errors import PlatformError
 
-    model, _, _ = load_causal_lm(str(tiny_lm_dir), device=CPU, **method.load_kwargs(CPU))
+    model, _, _ = load_lm(str(tiny_lm_dir), device=CPU, **method.load_kwargs(CPU))
     with pytest.raises(PlatformError, match=f"^{method.name} cannot apply to LlamaForCausalLM: .*nope"):
         method.apply(model)

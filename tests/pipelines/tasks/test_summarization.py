@@ -14,12 +14,12 @@ INSTRUCTION = "Summarize the following dialogue in one or two sentences."
 
 
 def test_prompt_uses_the_chat_template_when_there_is_one(tiny_lm, tiny_lm_plain_dir):
-    from pipelines.sources.models import load_causal_lm
+    from pipelines.sources.models import load_lm
 
     _, tokenizer = tiny_lm
     prompt = build_prompt(tokenizer, INSTRUCTION, "A: hi")
     assert prompt == f"<|user|>{INSTRUCTION}\n\nA: hi<|end|><|assistant|>"
-    _, plain, _ = load_causal_lm(str(tiny_lm_plain_dir))
+    _, plain, _ = load_lm(str(tiny_lm_plain_dir))
     assert build_prompt(plain, INSTRUCTION, "A: hi") == f"{INSTRUCTION}\n\nA: hi\n\nSummary:"
 
 
