@@ -15,7 +15,7 @@ import mlflow
 
 from pipelines.cell import cell_params, reused_cell, run_cell
 from pipelines.config import ExperimentSpec, load_spec
-from pipelines.report import comparison_table, quality_cost_chart, to_markdown
+from pipelines.report import comparison_table, quality_cost_chart, reading, to_markdown
 from pipelines.resume import cell_key, data_fingerprint, mark_resumed, reusable_cells
 from pipelines.runtime import configure_threads
 from pipelines.sources.datasets import load_splits
@@ -51,7 +51,9 @@ def run(spec: ExperimentSpec, spec_path: str | None = None):
         else:
             cells.append(run_cell(spec, model_src, dataset, method, splits[dataset.name], position, key))
     table = comparison_table(cells)
-    markdown = to_markdown(table)
+    summary = reading(table, spec.registry.metric)
+    mlflow.set_tag("mlflow.note.content", summary)  # shown as the run's description in the UI
+    markdown = to_markdown(table) + "\n\n" + summary
     with tempfile.TemporaryDirectory() as tmp:
         table.to_csv(Path(tmp) / "comparison.csv", index=False)
         (Path(tmp) / "comparison.md").write_text(markdown + "\n")

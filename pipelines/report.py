@@ -8,7 +8,8 @@ import pandas as pd
 COLUMNS = [
     ("model", "model"), ("dataset", "dataset"), ("method", "method"), ("status", "status"),
     ("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("rougeL", "ROUGE-L"), ("rougeLsum", "ROUGE-Lsum"),
-    ("bleu", "BLEU"), ("eval_loss", "eval loss"), ("train_time_s", "train s"), ("wall_time_s", "wall s"),
+    ("bleu", "BLEU"), ("precision_1", "P1"), ("precision_2", "P2"), ("precision_3", "P3"), ("precision_4", "P4"),
+    ("eval_loss", "eval loss"), ("train_time_s", "train s"), ("wall_time_s", "wall s"),
     ("train_tokens_per_s", "tok/s"), ("peak_rss_mb", "peak RSS MB"), ("peak_vram_mb", "peak VRAM MB"),
     ("params_trainable", "trainable params"), ("saved_mb", "saved MB"), ("error", "error"),
 ]
@@ -32,6 +33,39 @@ def comparison_table(cells) -> pd.DataFrame:
 def to_markdown(frame: pd.DataFrame) -> str:
     headers = dict(COLUMNS)
     return frame.rename(columns=headers).to_markdown(index=False, floatfmt=".4g")
+
+
+def reading(frame: pd.DataFrame, metric: str) -> str:
+    """A plain-language paragraph: which method wins where, and at what cost."""
+    label = dict(COLUMNS).get(metric, metric)
+    sentences = []
+    done = frame[frame["status"] == "FINISHED"] if "status" in frame else frame
+    for (model, dataset), group in done.groupby(["model", "dataset"], sort=False):
+        if metric not in group or group[metric].isna().all():
+            continue
+        best = group.loc[group[metric].idxmax()]
+        text = f"On {dataset} with {model}, {best['method']} scores the best {label} ({best[metric]:.3f}"
+        base = group[group["method"] == "base"]
+        if not base.empty and best["method"] != "base":
+            text += f", {100 * (best[metric] - base[metric].iloc[0]):+.1f} points over the zero-shot base"
+        sentences.append(text + ").")
+        full = group[group["method"] == "full"]
+        for _, row in group[~group["method"].isin(["base", "full"])].iterrows():
+            if full.empty or not full["saved_mb"].iloc[0]:
+                continue
+            ref = full.iloc[0]
+            share = 100 * row[metric] / ref[metric] if ref[metric] else float("nan")
+            parts = [f"{row['method']} reaches {share:.0f}% of full fine-tuning's {label}",
+                     f"saving {row['saved_mb']:.1f} MB instead of {ref['saved_mb']:.0f} MB"]
+            if "peak_rss_mb" in row and ref.get("peak_rss_mb"):
+                parts.append(f"at {row['peak_rss_mb'] / ref['peak_rss_mb']:.2f}x its peak RAM")
+            if row.get("train_tokens_per_s") and ref.get("train_tokens_per_s"):
+                parts.append(f"{row['train_tokens_per_s'] / ref['train_tokens_per_s']:.2f}x its training speed")
+            sentences.append(", ".join(parts) + ".")
+    failed = frame[frame["status"] != "FINISHED"] if "status" in frame else frame.iloc[0:0]
+    for _, row in failed.iterrows():
+        sentences.append(f"{row['method']} on {row['model']}/{row['dataset']} failed: {row.get('error', '')}.")
+    return " ".join(sentences) if sentences else "No cell finished, so there is nothing to compare."
 
 
 def quality_cost_chart(frame: pd.DataFrame, metric: str, path: Path) -> Path | None:

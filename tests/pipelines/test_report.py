@@ -1,0 +1,36 @@
+import pandas as pd
+
+from pipelines.cell import CellResult
+from pipelines.report import comparison_table, quality_cost_chart, reading, to_markdown
+
+
+def cells():
+    common = {"peak_rss_mb": 2000.0, "train_tokens_per_s": 200.0}
+    return [
+        CellResult("smol", "demo", "base", "FINISHED", "r1", {"rougeL": 0.20, "saved_mb": 0.0, "peak_rss_mb": 1500.0}),
+        CellResult("smol", "demo", "full", "FINISHED", "r2", {"rougeL": 0.40, "saved_mb": 500.0, **common}),
+        CellResult("smol", "demo", "lora", "FINISHED", "r3",
+                   {"rougeL": 0.38, "saved_mb": 10.0, "peak_rss_mb": 1000.0, "train_tokens_per_s": 300.0}),
+        CellResult("smol", "demo", "qlora", "FAILED", "r4", error="qlora cannot apply to X: boom"),
+    ]
+
+
+def test_table_keeps_failed_cells_with_their_reason():
+    table = comparison_table(cells())
+    assert list(table["method"]) == ["base", "full", "lora", "qlora"]
+    assert table.loc[3, "error"] == "qlora cannot apply to X: boom"
+    assert "ROUGE-L" in to_markdown(table)
+
+
+def test_reading_says_who_wins_and_at_what_cost():
+    text = reading(comparison_table(cells()), "rougeL")
+    assert "On demo with smol, full scores the best ROUGE-L (0.400, +20.0 points over the zero-shot base)." in text
+    assert ("lora reaches 95% of full fine-tuning's ROUGE-L, saving 10.0 MB instead of 500 MB, "
+            "at 0.50x its peak RAM, 1.50x its training speed.") in text
+    assert "qlora on smol/demo failed: qlora cannot apply to X: boom." in text
+
+
+def test_chart_is_written_for_finished_cells(tmp_path):
+    path = quality_cost_chart(comparison_table(cells()), "rougeL", tmp_path / "chart.png")
+    assert path.stat().st_size > 1000
+    assert quality_cost_chart(pd.DataFrame({"status": ["FAILED"], "method": ["x"]}), "rougeL", tmp_path / "no.png") is None
