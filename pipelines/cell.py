@@ -75,6 +75,9 @@ def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, p
         print(f"\n[{position}] {label}", flush=True)
         mlflow.log_params(cell_params(spec, model_src, dataset, method))
         mlflow.set_tags({"model": model_src.name, "dataset": dataset.name, "method": method.name, "cell_key": key})
+        if dataset.instruction:  # the dataset's own wording, for training, evaluation and serving alike
+            spec = spec.model_copy(update={"generation": spec.generation.model_copy(
+                update={"instruction": dataset.instruction})})
         metrics = _run(spec, model_src, method, splits)
         result.metrics = metrics["scalars"]
         result.model_uri = metrics["model_uri"]

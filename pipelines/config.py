@@ -39,6 +39,8 @@ class DatasetSource(_Strict):
     target_field: str = Field(
         "summary", description="field holding the reference (a string, or a list of strings for several references)"
     )
+    instruction: str | None = Field(
+        None, description="prompt instruction for this dataset (e.g. 'Summarize the article.'); default: generation's")
     eval_fraction: float = Field(0.2, gt=0, lt=1, description="share of train held out when `eval` is absent")
     max_train_rows: int | None = Field(None, ge=1, description="fixed-seed subsample of the train split")
     max_eval_rows: int | None = Field(None, ge=1, description="fixed-seed subsample of the eval split")
