@@ -109,7 +109,10 @@ def _run(spec: ExperimentSpec, model_src, method, splits: Splits) -> dict:
              "reference": [ex.references[0] for ex in eval_examples], "prediction": predictions},
             artifact_file="predictions.json",
         )
-        info = log_summarizer(base_source=model_src.source, artifact_kind=method.artifact_kind, artifact_dir=saved,
+        local = Path(model_src.source).expanduser()
+        # A served model may load from another working directory: pin a local base to its absolute path.
+        base_source = str(local.resolve()) if local.is_dir() else model_src.source
+        info = log_summarizer(base_source=base_source, artifact_kind=method.artifact_kind, artifact_dir=saved,
                               generation=spec.generation, max_prompt_tokens=spec.train.max_seq_len)
     shown = ("rougeL", "bleu", "wall_time_s", "peak_rss_mb")
     print("  " + "  ".join(f"{k} {scalars[k]:.4g}" for k in shown if k in scalars), flush=True)
