@@ -39,20 +39,42 @@ def beats(candidate: float, incumbent: float, greater_is_better: bool) -> bool:
     return candidate > incumbent if greater_is_better else candidate < incumbent
 
 
+def _existing_version(client: MlflowClient, name: str, run_id: str):
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except MlflowException:
+        return None
+    match = next((v for v in versions if v.tags.get("source_run_id") == run_id), None)
+    # search results leave aliases out; the version itself carries them
+    return client.get_model_version(name, match.version) if match else None
+
+
 def promote(*, model_uri: str, run_id: str, name: str, metric: str, greater_is_better: bool = True,
-            lineage: dict[str, str] | None = None) -> Promotion:
-    """Register `model_uri` (logged by the finished run `run_id`) and set its alias."""
+            lineage: dict[str, str] | None = None, violations: list[str] | tuple = ()) -> Promotion:
+    """Register `model_uri` (logged by the finished run `run_id`) and set its alias.
+
+    `champion` moves only if the run beats the current champion on `metric` and `violations`
+    (constraints the caller checked, e.g. latency or adapter size) is empty. A run that already
+    has a version is not registered again, so promoting twice is safe.
+    """
     client = MlflowClient()
     run = client.get_run(run_id)
     if run.info.status != "FINISHED":
         raise PlatformError(f"run {run_id} is {run.info.status}, only FINISHED runs are promoted")
     if metric not in run.data.metrics:
         raise PlatformError(f"run {run_id} has no metric '{metric}' to promote on")
+    existing = _existing_version(client, name, run_id)
+    if existing is not None:
+        aliases = ", ".join(f"@{a}" for a in existing.aliases) or "no alias"
+        return Promotion(version=str(existing.version), alias=existing.aliases[0] if existing.aliases else "",
+                         reason=f"run {run_id} is already version {existing.version} of {name} ({aliases})")
     value = run.data.metrics[metric]
     incumbent = _champion_value(client, name, metric)
     tags = {"source_run_id": run_id, f"metric.{metric}": str(value), **(lineage or {})}
     version = mlflow.register_model(model_uri, name, tags=tags).version
-    if incumbent is None:
+    if violations:
+        alias, reason = CHALLENGER, f"{metric}={value:.4f} but constraints not met: " + "; ".join(violations)
+    elif incumbent is None:
         alias, reason = CHAMPION, f"first champion: {metric}={value:.4f}"
     elif beats(value, incumbent[1], greater_is_better):
         alias, reason = CHAMPION, f"{metric}={value:.4f} beats champion v{incumbent[0]} ({incumbent[1]:.4f})"

@@ -64,3 +64,23 @@ def test_a_run_without_the_metric_is_not_registered(tracking):
     with pytest.raises(PlatformError, match="has no metric 'rougeL'"):
         promote(model_uri=uri, run_id=run_id, name="m", metric="rougeL")
     assert MlflowClient().search_registered_models() == []
+
+
+def test_a_violated_constraint_keeps_the_champion_and_says_why(tracking):
+    run_id, uri = finished_run(0.30)
+    promote(model_uri=uri, run_id=run_id, name="m", metric="rougeL")
+    run_id, uri = finished_run(0.90)
+    result = promote(model_uri=uri, run_id=run_id, name="m", metric="rougeL",
+                     violations=["p50 latency 900 ms > 500 ms"])
+    assert result.alias == "challenger"
+    assert result.reason == "rougeL=0.9000 but constraints not met: p50 latency 900 ms > 500 ms"
+    assert str(MlflowClient().get_model_version_by_alias("m", "champion").version) == "1"
+
+
+def test_promoting_the_same_run_twice_registers_it_once(tracking):
+    run_id, uri = finished_run(0.30)
+    first = promote(model_uri=uri, run_id=run_id, name="m", metric="rougeL")
+    second = promote(model_uri=uri, run_id=run_id, name="m", metric="rougeL")
+    assert (first.version, second.version, second.alias) == ("1", "1", "champion")
+    assert "already version 1 of m (@champion)" in second.reason
+    assert len(MlflowClient().search_model_versions("name='m'")) == 1
