@@ -2,18 +2,16 @@
 adapter is saved."""
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from pipelines.methods.common import TrainedMethod
 from pipelines.methods.peft_wrap import task_type, wrap
 
 
-class LoraMethod(BaseModel):
+class LoraMethod(TrainedMethod):
     """Low-rank adaptation (Hu et al., 2021) via `peft.LoraConfig`."""
 
-    model_config = ConfigDict(extra="forbid")
     name: Literal["lora"] = "lora"
-    learning_rate: float = Field(1e-3, gt=0, description="peak AdamW learning rate")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     r: int = Field(8, ge=1, description="adapter rank")
     alpha: int = Field(16, ge=1, description="scaling numerator: updates are scaled by alpha / r")
     dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter input")
@@ -22,24 +20,21 @@ class LoraMethod(BaseModel):
         description="module names to adapt; 'all-linear' lets peft find every linear layer but the output head",
     )
 
-    trains: ClassVar[bool] = True
-    artifact_kind: ClassVar[str] = "adapter"
     use_dora: ClassVar[bool] = False
 
-    def load_kwargs(self, device) -> dict:
-        return {}
-
-    def apply(self, model):
+    def lora_config(self, model):
         from peft import LoraConfig
 
-        config = LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                            target_modules=self.target_modules, use_dora=self.use_dora, task_type=task_type(model))
-        return wrap(model, config, self.name)
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=self.target_modules, use_dora=self.use_dora, task_type=task_type(model))
+
+    def apply(self, model):
+        return wrap(model, self.lora_config(model), self.name)
 
 
 class DoraMethod(LoraMethod):
     """Weight-decomposed LoRA (Liu et al., 2024): LoRA on the direction, a learned magnitude per column.
-    Same hyperparameters as LoRA; only the flag differs, which is why it shares LoRA's class."""
+    Same hyperparameters as LoRA; only the flag differs."""
 
     name: Literal["dora"] = "dora"
     use_dora: ClassVar[bool] = True

@@ -1,26 +1,19 @@
 """Prefix tuning (Li & Liang, 2021) and prompt tuning (Lester et al., 2021): trained virtual
 tokens, as key/value prefixes in every layer or as input embeddings. The base model is untouched,
 so these adapters cannot be merged into it; they are applied at serving time."""
-from typing import ClassVar, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from pipelines.methods.common import TrainedMethod
 from pipelines.methods.peft_wrap import task_type, wrap
 
 
-class PrefixMethod(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PrefixMethod(TrainedMethod):
     name: Literal["prefix"] = "prefix"
     learning_rate: float = Field(5e-3, gt=0, description="peak AdamW learning rate")
-    weight_decay: float = Field(0.0, ge=0)
     num_virtual_tokens: int = Field(16, ge=1, description="prefix length in every layer")
     projection: bool = Field(False, description="reparameterise the prefix through an MLP (more stable, bigger)")
-
-    trains: ClassVar[bool] = True
-    artifact_kind: ClassVar[str] = "adapter"
-
-    def load_kwargs(self, device) -> dict:
-        return {}
 
     def apply(self, model):
         from peft import PrefixTuningConfig
@@ -30,20 +23,12 @@ class PrefixMethod(BaseModel):
         return wrap(model, config, self.name)
 
 
-class PromptMethod(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PromptMethod(TrainedMethod):
     name: Literal["prompt"] = "prompt"
     learning_rate: float = Field(3e-2, gt=0, description="peak AdamW learning rate")
-    weight_decay: float = Field(0.0, ge=0)
     num_virtual_tokens: int = Field(16, ge=1, description="soft prompt length")
     init_text: str | None = Field(
         None, description="initialise the soft prompt from this text's embeddings (random when absent)")
-
-    trains: ClassVar[bool] = True
-    artifact_kind: ClassVar[str] = "adapter"
-
-    def load_kwargs(self, device) -> dict:
-        return {}
 
     def apply(self, model):
         from peft import PromptTuningConfig

@@ -1,0 +1,20 @@
+"""What every trained method's config shares: strict keys, optimizer settings, no special loading."""
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrainedMethod(BaseModel):
+    """Fields and defaults common to trained methods; a method overrides `learning_rate`'s default
+    where its usual range differs (LoRA ~1e-3, prompt tuning ~3e-2, full fine-tuning ~5e-5)."""
+
+    model_config = ConfigDict(extra="forbid")
+    learning_rate: float = Field(1e-3, gt=0, description="peak AdamW learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+
+    trains: ClassVar[bool] = True
+    artifact_kind: ClassVar[str] = "adapter"  # what the servable model stores: "adapter" or "weights"
+
+    def load_kwargs(self, device) -> dict:
+        """Extra `from_pretrained` arguments this method needs for the base model (QLoRA: 4-bit)."""
+        return {}
