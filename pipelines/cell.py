@@ -15,6 +15,7 @@ import mlflow
 import torch
 
 from pipelines.config import ExperimentSpec, flatten
+from pipelines.efficiency import peak_flops, training_flops_per_token
 from pipelines.errors import PlatformError
 from pipelines.metrics import summarization_scores
 from pipelines.resources import ResourceMeter, bytes_on_disk, parameter_counts, release_freed_memory
@@ -103,7 +104,9 @@ def _run(spec: ExperimentSpec, model_src, method, splits: Splits) -> dict:
             scalars, predictions, saved = _fit_and_predict(spec, model_src, method, splits.train, eval_examples,
                                                            device, Path(workdir))
         scalars.update(meter.summary())
-        mlflow.log_metrics(scalars)
+        # At the last training step, so that where a name also has a step history (tokens/s, MFU)
+        # the run's value in the UI is this whole-run figure, not the last log window.
+        mlflow.log_metrics(scalars, step=int(scalars.get("train_steps", 0)))
         mlflow.log_table(
             {"row": [ex.row for ex in eval_examples], "dialogue": [ex.text for ex in eval_examples],
              "reference": [ex.references[0] for ex in eval_examples], "prediction": predictions},
@@ -146,13 +149,19 @@ def _fit_and_predict(spec, model_src, method, train_examples, eval_examples, dev
                                              gen.max_new_tokens, gen.batch_size, max_prompt_tokens=spec.train.max_seq_len)
             return summarization_scores(predictions, [list(ex.references) for ex in subset])
 
+        amp = autocast_dtype(spec.train.precision, device)
+        flops_per_token = training_flops_per_token(model, sum(e.n_tokens for e in train_set) / max(1, len(train_set)))
+        peak = peak_flops(device, amp or torch.float32)
         fit = train(
             model, train_set, spec.train, learning_rate=method.learning_rate, weight_decay=method.weight_decay,
-            seed=spec.seed, pad_id=pad_id, device=device, amp_dtype=autocast_dtype(spec.train.precision, device),
+            seed=spec.seed, pad_id=pad_id, device=device, amp_dtype=amp,
             log=lambda metrics, step: mlflow.log_metrics(metrics, step=step), validate=validate,
+            flops_per_token=flops_per_token, peak_flops=peak,
         )
         scalars.update(train_steps=fit.steps, train_examples=fit.examples, train_tokens=fit.tokens,
-                       train_time_s=fit.train_time_s, train_tokens_per_s=fit.tokens_per_s)
+                       train_time_s=fit.train_time_s, train_tokens_per_s=fit.tokens_per_s,
+                       train_flops_per_token=flops_per_token, peak_flops=peak,
+                       mfu=fit.tokens_per_s * flops_per_token / peak)
         if fit.best_step is not None:
             scalars.update(best_step=fit.best_step, best_val_score=fit.best_value)
         mlflow.set_tag("stopped_by", fit.stopped_by)

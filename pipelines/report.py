@@ -10,7 +10,7 @@ COLUMNS = [
     ("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("rougeL", "ROUGE-L"), ("rougeLsum", "ROUGE-Lsum"),
     ("bleu", "BLEU"), ("precision_1", "P1"), ("precision_2", "P2"), ("precision_3", "P3"), ("precision_4", "P4"),
     ("eval_loss", "eval loss"), ("train_time_s", "train s"), ("wall_time_s", "wall s"),
-    ("train_tokens_per_s", "tok/s"), ("peak_rss_mb", "peak RSS MB"), ("peak_vram_mb", "peak VRAM MB"),
+    ("train_tokens_per_s", "tok/s"), ("mfu", "MFU"), ("peak_rss_mb", "peak RSS MB"), ("peak_vram_mb", "peak VRAM MB"),
     ("params_trainable", "trainable params"), ("saved_mb", "saved MB"), ("error", "error"),
 ]
 

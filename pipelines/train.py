@@ -83,6 +83,7 @@ def train(
     pad_id: int, device: torch.device, amp_dtype: torch.dtype | None = None,
     log: Callable[[dict, int], None] = lambda metrics, step: None,
     validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+    flops_per_token: float | None = None, peak_flops: float | None = None,
 ) -> TrainResult:
     """Train in place. With `validate` and `settings.eval_every_steps`, the model is scored every
     N steps (logged as `val_<metric>`), training stops early after `early_stopping_patience`
@@ -134,8 +135,14 @@ def train(
             now = time.perf_counter()
             last_loss = window_loss.item() / window_steps  # the only host sync, once per log window
             rate = window_tokens / max(now - window_start, 1e-9)
-            log({"train_loss": last_loss, "learning_rate": lr, "train_tokens_per_s": rate}, done)
-            print(f"  step {done}/{total_steps}  loss {last_loss:.4f}  lr {lr:.2e}  {rate:.0f} tok/s  "
+            metrics = {"train_loss": last_loss, "learning_rate": lr, "train_tokens_per_s": rate}
+            shown = ""
+            if flops_per_token and peak_flops:
+                metrics["model_flops_per_s"] = rate * flops_per_token
+                metrics["mfu"] = metrics["model_flops_per_s"] / peak_flops
+                shown = f"  {metrics['model_flops_per_s'] / 1e9:.0f} GFLOP/s  mfu {100 * metrics['mfu']:.0f}%"
+            log(metrics, done)
+            print(f"  step {done}/{total_steps}  loss {last_loss:.4f}  lr {lr:.2e}  {rate:.0f} tok/s{shown}  "
                   f"{now - started:.0f}s", flush=True)
             window_loss.zero_()
             window_tokens, window_steps, window_start = 0, 0, now

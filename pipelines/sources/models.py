@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pipelines.errors import PlatformError
 
+
 @dataclass(frozen=True)
 class PackagedModel:
     import_name: str

@@ -62,7 +62,10 @@ def test_grid_logs_one_child_per_cell_a_report_and_a_champion(tracking, tmp_path
     assert [m.step for m in client.get_metric_history(children["lora"].info.run_id, "train_loss")] == [1, 2]
     assert [m.step for m in client.get_metric_history(children["lora"].info.run_id, "val_rougeL")] == [1, 2]
     assert trained["lora"]["best_step"] in (1, 2)
-    assert "train_tokens_per_s" in trained["lora"]
+    assert "train_tokens_per_s" in trained["lora"] and 0 < trained["lora"]["mfu"] < 1
+    mfu_history = client.get_metric_history(children["full"].info.run_id, "mfu")
+    assert [m.step for m in mfu_history] == [1, 2, 2]  # two log windows, then the whole-run figure
+    assert children["full"].data.metrics["mfu"] == mfu_history[-1].value
 
     report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert report == {"report/comparison.csv", "report/comparison.md", "report/quality_vs_cost.png"}

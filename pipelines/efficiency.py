@@ -1,0 +1,82 @@
+"""How close a run comes to the hardware's limit: model FLOPs per token, the machine's measured
+matmul peak (cached), and MFU, the way nanoGPT reports it.
+
+FLOPs are counted as matmul work only, 2 per multiply-accumulate:
+- forward, per token: 2 x (in x out) summed over every linear layer (the output head included,
+  embeddings excluded: a lookup does no matmul work), plus attention's two T x d products per
+  layer, 4 x layers x d_model x T for a sequence of T tokens;
+- full fine-tuning: forward + backward = 3 x forward;
+- frozen base (adapters): the backward still computes input gradients through every layer
+  (1 x forward) but weight gradients only for the trainable parameters (2 x trainable).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+
+import torch
+
+from pipelines.sources.models import cache_root
+
+
+def linear_macs(model) -> int:
+    """Multiply-accumulates per token of every linear layer (4-bit ones count as their full shape)."""
+    return sum(m.in_features * m.out_features for m in model.modules()
+               if isinstance(m, torch.nn.Linear) and not _wraps_linear(m))
+
+
+def _wraps_linear(module) -> bool:
+    # peft keeps the original layer as `base_layer` inside its own Linear; count the inner one only.
+    return hasattr(module, "base_layer") and isinstance(module.base_layer, torch.nn.Linear)
+
+
+def attention_flops_per_token(model, seq_len: float) -> float:
+    config = getattr(model, "config", None)
+    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "num_layers", 0) or 0
+    width = getattr(config, "hidden_size", None) or getattr(config, "d_model", 0) or 0
+    return 4.0 * layers * width * seq_len
+
+
+def training_flops_per_token(model, seq_len: float) -> float:
+    forward = 2.0 * linear_macs(model) + attention_flops_per_token(model, seq_len)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    if trainable >= total:
+        return 3.0 * forward
+    return 2.0 * forward + 2.0 * trainable
+
+
+def mfu(tokens_per_s: float, flops_per_token: float, peak_flops: float) -> float:
+    return tokens_per_s * flops_per_token / peak_flops
+
+
+def _machine_key(device: torch.device, dtype: torch.dtype) -> str:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    return f"{device.type}|{name}|threads={torch.get_num_threads()}|{dtype}"
+
+
+def peak_flops(device: torch.device, dtype: torch.dtype = torch.float32, size: int = 2048, seconds: float = 1.5) -> float:
+    """Matmul FLOP/s this machine reaches for `dtype`, measured once and cached per machine."""
+    path = cache_root() / "peak_flops.json"
+    key = _machine_key(device, dtype)
+    cached = json.loads(path.read_text()) if path.is_file() else {}
+    if key in cached:
+        return cached[key]
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    a @ b  # warm-up: kernel selection, page faults
+    runs, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        a @ b
+        runs += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    value = 2.0 * size**3 * runs / (time.perf_counter() - started)
+    cached[key] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(cached, indent=1))
+    os.replace(tmp, path)
+    return value
