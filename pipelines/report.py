@@ -30,9 +30,24 @@ def comparison_table(cells) -> pd.DataFrame:
     return frame
 
 
+KEYS = ["model", "dataset", "method", "status"]
+QUALITY = ["rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "precision_1", "precision_2", "precision_3",
+           "precision_4", "eval_loss"]
+
+
 def to_markdown(frame: pd.DataFrame) -> str:
+    """Two tables, as in the study: quality, then cost (time, memory, speed, size), plus failures."""
     headers = dict(COLUMNS)
-    return frame.rename(columns=headers).to_markdown(index=False, floatfmt=".4g")
+
+    def table(columns, rows=frame):
+        keep = [c for c in KEYS + columns if c in rows.columns]
+        return rows[keep].rename(columns=headers).to_markdown(index=False, floatfmt=".4g")
+
+    cost = [key for key, _ in COLUMNS if key not in KEYS + QUALITY + ["error"]]
+    parts = ["### Quality", table(QUALITY), "", "### Cost", table(cost)]
+    if "error" in frame.columns:
+        parts += ["", "### Failed cells", table(["error"], frame[frame["status"] != "FINISHED"])]
+    return "\n".join(parts)
 
 
 def reading(frame: pd.DataFrame, metric: str) -> str:

@@ -19,7 +19,10 @@ def test_table_keeps_failed_cells_with_their_reason():
     table = comparison_table(cells())
     assert list(table["method"]) == ["base", "full", "lora", "qlora"]
     assert table.loc[3, "error"] == "qlora cannot apply to X: boom"
-    assert "ROUGE-L" in to_markdown(table)
+    markdown = to_markdown(table)
+    assert "### Quality" in markdown and "### Cost" in markdown and "ROUGE-L" in markdown
+    failures = markdown.split("### Failed cells")[1]
+    assert "qlora cannot apply to X: boom" in failures and "| lora " not in failures
 
 
 def test_reading_says_who_wins_and_at_what_cost():
