@@ -7,7 +7,6 @@ PEFT model never re-uploads the base weights.
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import mlflow
@@ -18,9 +17,6 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# The input is validated by the signature and in predict(); MLflow's type-hint validation would
-# only repeat that, and its reminder is printed on every import.
-warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
 INPUT_COLUMN = "dialogue"
 EXAMPLE_DIALOGUE = (
     "Ana: Can you pick up the kids at four today?\n"
