@@ -64,7 +64,10 @@ def evaluate(model_uri: str, data: str, text_field: str, target_field: str, limi
     scores = scorer(predictions, [list(ex.references) for ex in examples])
     scores["predict_time_s"] = time.perf_counter() - started
     # model_id links these metrics to the logged model in the MLflow UI (MLflow 3 LoggedModel).
-    mlflow.log_metrics(scores, model_id=info.model_id) if info.model_id else mlflow.log_metrics(scores)
+    if info.model_id:
+        mlflow.log_metrics(scores, model_id=info.model_id)
+    else:
+        mlflow.log_metrics(scores)
     mlflow.log_table({"row": [ex.row for ex in examples], "input": [ex.text for ex in examples],
                       "reference": [ex.references[0] for ex in examples], "prediction": predictions},
                      artifact_file="predictions.json")
