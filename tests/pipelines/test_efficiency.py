@@ -31,6 +31,7 @@ def test_peft_layers_are_counted_once(tiny_lm):
 
 def test_peak_is_measured_once_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("ADAPTLAB_CACHE", str(tmp_path))
-    first = peak_flops(torch.device("cpu"), size=128, seconds=0.05)
+    shapes = ((64, 64, 64), (128, 32, 64))
+    first = peak_flops(torch.device("cpu"), shapes=shapes, seconds=0.05)
     assert first > 1e6 and (tmp_path / "peak_flops.json").is_file()
-    assert peak_flops(torch.device("cpu"), size=128, seconds=0.05) == first
+    assert peak_flops(torch.device("cpu"), shapes=shapes, seconds=0.05) == first
