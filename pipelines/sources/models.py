@@ -138,7 +138,8 @@ def resolve_model(source: str) -> ResolvedModel:
                 return ResolvedModel(source, str(_dequantised_checkpoint(local, ggufs[0].name)), "local")
             raise PlatformError(f"model folder '{source}' has no config.json (not a transformers checkpoint)")
         return ResolvedModel(source, str(local), "local")
-    if source.startswith((".", "/", "~")) or local.suffix:
+    # Hub ids are `org/name` and may hold dots (`Qwen/Qwen2.5-0.5B`); anything else is a path.
+    if source.startswith((".", "/", "~")) or source.count("/") > 1 or source.endswith(".gguf"):
         raise PlatformError(f"model folder '{source}' does not exist")
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         raise PlatformError(

@@ -44,6 +44,9 @@ def test_hub_ids_take_the_real_from_pretrained_path_when_online(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     resolved = resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct")
     assert resolved.kind == "hub" and resolved.path == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert resolve_model("Qwen/Qwen2.5-0.5B").kind == "hub"  # a dot does not make it a path
+    with pytest.raises(PlatformError, match="model folder 'models/a/b' does not exist"):
+        resolve_model("models/a/b")
 
 
 def test_packaged_minilm_is_a_plain_folder():
