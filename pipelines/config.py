@@ -15,6 +15,10 @@ from pipelines.errors import PlatformError
 from pipelines.methods import METHODS, MethodSpec
 
 
+SUMMARIZATION_METRICS = {"rouge1", "rouge2", "rougeL", "rougeLsum", "bleu"}
+CLASSIFICATION_METRICS = {"accuracy", "f1_macro"}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -44,6 +48,16 @@ class DatasetSource(_Strict):
     eval_fraction: float = Field(0.2, gt=0, lt=1, description="share of train held out when `eval` is absent")
     max_train_rows: int | None = Field(None, ge=1, description="fixed-seed subsample of the train split")
     max_eval_rows: int | None = Field(None, ge=1, description="fixed-seed subsample of the eval split")
+    where: dict[str, str] = Field(
+        default_factory=dict, description="keep only rows whose fields equal these values (e.g. {domain: yelp})")
+    # Classification only: labels are compared as strings, after `label_map`.
+    labels: list[str] | None = Field(
+        None, min_length=2, description="declared label set, in class-index order; absent: the train split's "
+        "labels, which must then be exactly two (binary by default)")
+    label_map: dict[str, str] = Field(
+        default_factory=dict, description="raw label value -> label name (e.g. {'0': negative, '1': positive})")
+    drop_labels: list[str] = Field(
+        default_factory=list, description="rows with these labels (after label_map) are left out (e.g. [neutral])")
 
 
 class TrainSettings(_Strict):
@@ -61,7 +75,7 @@ class TrainSettings(_Strict):
     eval_every_steps: int | None = Field(
         None, ge=1, description="generate and score the validation subset every N steps (off when absent)")
     eval_subset: int = Field(16, ge=1, description="eval rows (the first N, fixed) scored during training")
-    select_metric: Literal["rouge1", "rouge2", "rougeL", "rougeLsum", "bleu"] = Field(
+    select_metric: Literal["rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "accuracy", "f1_macro"] = Field(
         "rougeL", description="validation metric for best-checkpoint selection and early stopping")
     early_stopping_patience: int | None = Field(
         None, ge=1, description="stop after this many validations without improvement (never when absent)")
@@ -98,7 +112,7 @@ class RegistrySettings(_Strict):
 
 class ExperimentSpec(_Strict):
     name: str = Field(description="MLflow run name of the parent run")
-    task: Literal["summarization"] = "summarization"
+    task: Literal["summarization", "classification"] = "summarization"
     seed: int = 1234
     models: list[ModelSource] = Field(default_factory=lambda: [ModelSource()], min_length=1)
     datasets: list[DatasetSource] = Field(min_length=1)
@@ -115,6 +129,17 @@ class ExperimentSpec(_Strict):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"{field}: duplicate name(s) {dupes}")
+        if self.task == "classification":
+            for i, method in enumerate(self.methods):
+                if not method.trains:
+                    raise ValueError(f"methods.{i}: '{method.name}' has nothing to score for classification: the "
+                                     "classification head starts untrained; use full, lora, ia3, ...")
+        task_metrics = CLASSIFICATION_METRICS if self.task == "classification" else SUMMARIZATION_METRICS
+        if self.train.select_metric not in task_metrics:
+            if "select_metric" in self.train.model_fields_set:
+                raise ValueError(f"train.select_metric: '{self.train.select_metric}' is not a {self.task} metric; "
+                                 f"use one of {sorted(task_metrics)}")
+            self.train.select_metric = "accuracy"  # only the default can mismatch: it is a summarization metric
         return self
 
     def flat_params(self) -> dict[str, Any]:

@@ -46,3 +46,52 @@ def bleu(predictions: list[str], references: list[list[str]]) -> dict[str, float
 
 def summarization_scores(predictions: list[str], references: list[list[str]]) -> dict[str, float]:
     return {**rouge(predictions, references), **bleu(predictions, references)}
+
+
+def expected_calibration_error(confidence: list[float], correct: list[bool], bins: int = 10) -> float:
+    """ECE: the gap between confidence and accuracy, averaged over equal-width confidence bins
+    weighted by their share of examples. Written here because scikit-learn has no ECE (only the
+    reliability curve) and `evaluate`'s metric scripts need the hub."""
+    import numpy as np
+
+    conf, hit = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=float)
+    if conf.size == 0:
+        return 0.0
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    gap = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            gap += in_bin.mean() * abs(conf[in_bin].mean() - hit[in_bin].mean())
+    return float(gap)
+
+
+def classification_scores(predicted: list[str], confidence: list[float], gold: list[str],
+                          labels: list[str]) -> dict[str, float]:
+    """Accuracy, macro precision / recall / F1 over the declared labels (scikit-learn), and the
+    expected calibration error of the predicted label's probability."""
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+    if not (len(predicted) == len(confidence) == len(gold)):
+        raise ValueError(f"{len(predicted)} predictions, {len(confidence)} confidences, {len(gold)} labels")
+    precision, recall, f1, _ = precision_recall_fscore_support(gold, predicted, labels=labels, average="macro",
+                                                               zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(gold, predicted)),
+        "f1_macro": float(f1), "precision_macro": float(precision), "recall_macro": float(recall),
+        "ece": expected_calibration_error(confidence, [p == g for p, g in zip(predicted, gold)]),
+    }
+
+
+def confusion_matrix_figure(predicted: list[str], gold: list[str], labels: list[str]):
+    """A matplotlib figure of the confusion matrix (rows: true label), for `mlflow.log_figure`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    display = ConfusionMatrixDisplay.from_predictions(gold, predicted, labels=labels, colorbar=False)
+    display.ax_.set_title(f"confusion matrix ({len(gold)} examples)")
+    display.figure_.tight_layout()
+    return display.figure_

@@ -9,8 +9,12 @@ COLUMNS = [
     ("model", "model"), ("dataset", "dataset"), ("method", "method"), ("status", "status"),
     ("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("rougeL", "ROUGE-L"), ("rougeLsum", "ROUGE-Lsum"),
     ("bleu", "BLEU"), ("precision_1", "P1"), ("precision_2", "P2"), ("precision_3", "P3"), ("precision_4", "P4"),
+    ("accuracy", "accuracy"), ("f1_macro", "F1 (macro)"), ("precision_macro", "precision"),
+    ("recall_macro", "recall"), ("ece", "ECE"),
+    ("tokens_per_example", "tokens/example"), ("unknown_token_share", "unknown tokens"),
+    ("split_word_share", "split words"),
     ("eval_loss", "eval loss"), ("train_time_s", "train s"), ("wall_time_s", "wall s"),
-    ("train_tokens_per_s", "tok/s"), ("mfu", "MFU"), ("peak_rss_mb", "peak RSS MB"), ("peak_vram_mb", "peak VRAM MB"),
+    ("train_tokens_per_s", "tok/s"), ("train_examples_per_s", "examples/s"), ("mfu", "MFU"), ("peak_rss_mb", "peak RSS MB"), ("peak_vram_mb", "peak VRAM MB"),
     ("params_trainable", "trainable params"), ("saved_mb", "saved MB"), ("error", "error"),
 ]
 
@@ -32,7 +36,8 @@ def comparison_table(cells) -> pd.DataFrame:
 
 KEYS = ["model", "dataset", "method", "status"]
 QUALITY = ["rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "precision_1", "precision_2", "precision_3",
-           "precision_4", "eval_loss"]
+           "precision_4", "accuracy", "f1_macro", "precision_macro", "recall_macro", "ece", "eval_loss"]
+TOKENIZER = ["tokens_per_example", "unknown_token_share", "split_word_share", "accuracy"]
 
 
 def to_markdown(frame: pd.DataFrame) -> str:
@@ -43,8 +48,10 @@ def to_markdown(frame: pd.DataFrame) -> str:
         keep = [c for c in KEYS + columns if c in rows.columns]
         return rows[keep].rename(columns=headers).to_markdown(index=False, floatfmt=".4g")
 
-    cost = [key for key, _ in COLUMNS if key not in KEYS + QUALITY + ["error"]]
+    cost = [key for key, _ in COLUMNS if key not in KEYS + QUALITY + TOKENIZER + ["error"]]
     parts = ["### Quality", table(QUALITY), "", "### Cost", table(cost)]
+    if "tokens_per_example" in frame.columns:
+        parts += ["", "### Tokenizers (train split) against accuracy", table(TOKENIZER)]
     if "error" in frame.columns:
         parts += ["", "### Failed cells", table(["error"], frame[frame["status"] != "FINISHED"])]
     return "\n".join(parts)

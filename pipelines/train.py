@@ -83,11 +83,12 @@ def train(
     pad_id: int, device: torch.device, amp_dtype: torch.dtype | None = None,
     log: Callable[[dict, int], None] = lambda metrics, step: None,
     validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
-    flops_per_token: float | None = None, peak_flops: float | None = None,
+    flops_per_token: float | None = None, peak_flops: float | None = None, collate_fn=collate,
 ) -> TrainResult:
     """Train in place. With `validate` and `settings.eval_every_steps`, the model is scored every
     N steps (logged as `val_<metric>`), training stops early after `early_stopping_patience`
-    validations without a gain on `settings.select_metric`, and the best weights are restored."""
+    validations without a gain on `settings.select_metric`, and the best weights are restored.
+    `collate_fn(examples, pad_id)` builds a batch of the task's examples (each has `n_tokens`)."""
     total_steps, stopped_by = plan_steps(len(examples), settings)
     warmup = int(total_steps * settings.warmup_ratio)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -116,7 +117,7 @@ def train(
             group["lr"] = lr
         for _ in range(settings.grad_accum):
             idx = next(stream)
-            batch = {k: v.to(device, non_blocking=True) for k, v in collate([examples[i] for i in idx], pad_id).items()}
+            batch = {k: v.to(device, non_blocking=True) for k, v in collate_fn([examples[i] for i in idx], pad_id).items()}
             with autocast:
                 loss = model(**batch).loss / settings.grad_accum
             loss.backward()
@@ -176,7 +177,7 @@ def train(
 
 @torch.inference_mode()
 def eval_loss(model, examples: list[Encoded], batch_size: int, pad_id: int, device: torch.device) -> float:
-    """Token-weighted mean loss on the eval split (teacher forcing)."""
+    """Token-weighted mean loss on the eval split (teacher forcing; summarization)."""
     model.eval()
     total, count = 0.0, 0
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))

@@ -146,3 +146,58 @@ def build_tiny_seq2seq(folder: Path, family: str, seed: int = 0) -> Path:
 @pytest.fixture(scope="session", params=["t5", "bart"])
 def tiny_seq2seq_dir(request, tmp_path_factory) -> Path:
     return build_tiny_seq2seq(tmp_path_factory.mktemp(f"tiny-{request.param}"), request.param)
+
+
+# A separable sentiment set: the label is carried by one cue word among filler words.
+POSITIVE_CUES = ["good", "great", "love", "nice", "fun"]
+NEGATIVE_CUES = ["bad", "awful", "hate", "dull", "poor"]
+FILLER = ["the", "movie", "was", "plot", "and", "really", "film", "story", "a", "very"]
+
+
+def sentiment_rows(n: int, seed: int = 0, labels=("negative", "positive")) -> list[dict]:
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        positive = i % 2 == 1
+        words = rng.sample(FILLER, 4)
+        words.insert(rng.randrange(5), rng.choice(POSITIVE_CUES if positive else NEGATIVE_CUES))
+        rows.append({"text": " ".join(words), "label": labels[int(positive)]})
+    return rows
+
+
+def build_tiny_encoder(folder: Path, seed: int = 0) -> Path:
+    """A 2-layer BERT with a WordPiece tokenizer trained on the sentiment fixture words."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    corpus = [" ".join(POSITIVE_CUES + NEGATIVE_CUES + FILLER)] * 4
+    tok.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=120, special_tokens=specials))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                        sep_token="[SEP]", mask_token="[MASK]")
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                        num_attention_heads=4, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory) -> Path:
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture
+def sentiment_files(tmp_path) -> dict[str, Path]:
+    return {"train": write_jsonl(tmp_path / "sent_train.jsonl", sentiment_rows(96, seed=1)),
+            "eval": write_jsonl(tmp_path / "sent_eval.jsonl", sentiment_rows(32, seed=2))}

@@ -1,4 +1,6 @@
-"""What every trained method's config shares: strict keys, optimizer settings, no special loading."""
+"""What every trained method's config shares: strict keys, optimizer settings, no special loading;
+and how what a method changed is saved."""
+from pathlib import Path
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,3 +20,15 @@ class TrainedMethod(BaseModel):
     def load_kwargs(self, device) -> dict:
         """Extra `from_pretrained` arguments this method needs for the base model (QLoRA: 4-bit)."""
         return {}
+
+
+def save_changed_weights(method, model, tokenizer, workdir: Path) -> str | None:
+    """Save what the method changed under `workdir`: nothing (base), the adapter (a PeftModel
+    writes only its adapter, and a new classification head with it), or full weights."""
+    if method.artifact_kind == "none":
+        return None
+    out = Path(workdir) / method.artifact_kind
+    model.save_pretrained(out)
+    if method.artifact_kind == "weights":  # an adapter reuses the base model's tokenizer
+        tokenizer.save_pretrained(out)
+    return str(out)

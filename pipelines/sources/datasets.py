@@ -64,6 +64,10 @@ def _read_hub(name: str) -> list[dict]:
 def read_rows(source: str) -> list[dict]:
     if source.startswith("hf:"):
         return _read_hub(source)
+    if source.startswith("package:"):
+        from pipelines.sources.packaged_data import read_packaged
+
+        return read_packaged(source)
     path = Path(source).expanduser()
     if path.suffix.lower() not in LOCAL_FORMATS:
         raise PlatformError(f"dataset '{source}': use a {'/'.join(LOCAL_FORMATS)} file or `hf:<name>[:<split>]`")
@@ -87,11 +91,34 @@ def _references(value, source: str, number: int, field: str) -> tuple[str, ...]:
     return tuple(refs)
 
 
-def validate_rows(rows: list[dict], text_field: str, target_field: str, source: str) -> list[Example]:
+def _label(value, source: str, number: int, field: str) -> tuple[str]:
+    # 1 and "1" (and True) name the same class: a label is compared as a string.
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, (str, int)):
+        raise PlatformError(f"{source} row {number}: label field '{field}' must be a string or an integer, "
+                            f"got {type(value).__name__}")
+    if not str(value).strip():
+        raise PlatformError(f"{source} row {number}: label field '{field}' is empty")
+    return (str(value).strip(),)
+
+
+def validate_rows(rows: list[dict], text_field: str, target_field: str, source: str, *, labels: bool = False,
+                  where: dict[str, str] | None = None) -> list[Example]:
+    """Rows as Examples. With `labels`, the target is one class label (int or string, kept as a
+    string) instead of reference texts. `where` keeps only rows whose fields equal its values."""
     examples = []
     for number, row in enumerate(rows, start=1):
         if not isinstance(row, dict):
             raise PlatformError(f"{source} row {number}: expected an object, got {type(row).__name__}")
+        if where:
+            missing = [k for k in where if k not in row]
+            if missing:
+                raise PlatformError(f"{source} row {number}: field '{missing[0]}' (from `where`) is missing")
+            if any(str(row[k]) != v for k, v in where.items()):
+                continue
         for field in (text_field, target_field):
             if field not in row or row[field] is None:
                 raise PlatformError(f"{source} row {number}: field '{field}' is missing")
@@ -100,8 +127,10 @@ def validate_rows(rows: list[dict], text_field: str, target_field: str, source: 
             raise PlatformError(f"{source} row {number}: field '{text_field}' must be a string, got {type(text).__name__}")
         if not text.strip():
             raise PlatformError(f"{source} row {number}: field '{text_field}' is empty")
-        refs = _references(row[target_field], source, number, target_field)
+        refs = (_label if labels else _references)(row[target_field], source, number, target_field)
         examples.append(Example(text=text.replace("\r\n", "\n").strip(), references=refs, row=number))
+    if where and not examples:
+        raise PlatformError(f"{source}: no row matches where={where}")
     return examples
 
 
@@ -116,11 +145,14 @@ def _subsample(examples: list[Example], limit: int | None, seed: int) -> list[Ex
 class Splits:
     train: list[Example]
     eval: list[Example]
+    labels: tuple[str, ...] | None = None  # classification: class names in index order
 
 
-def load_splits(spec_dataset, seed: int) -> Splits:
-    """Train and eval examples for one dataset entry of the spec, with fixed-seed splitting."""
-    load = lambda src: validate_rows(read_rows(src), spec_dataset.text_field, spec_dataset.target_field, src)
+def load_splits(spec_dataset, seed: int, labels: bool = False) -> Splits:
+    """Train and eval examples for one dataset entry of the spec, with fixed-seed splitting.
+    `labels`: the target field holds class labels (classification), not reference texts."""
+    load = lambda src: validate_rows(read_rows(src), spec_dataset.text_field, spec_dataset.target_field, src,
+                                     labels=labels, where=spec_dataset.where)
     train = load(spec_dataset.train)
     if spec_dataset.eval:
         evaluation = load(spec_dataset.eval)

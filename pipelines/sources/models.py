@@ -180,3 +180,32 @@ def load_lm(source: str, device="cpu", dtype=None, **load_kwargs):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return (model if quantized else model.to(device)), tokenizer, resolved
+
+
+def load_classifier(source: str, labels: list[str], device="cpu", dtype=None, **load_kwargs):
+    """A sequence classifier over `labels` on any source; returns (model, tokenizer, resolved).
+
+    The base checkpoint's own head (if any) is replaced by a new one sized to `labels`. Decoder
+    models (llama, gemma) classify from the last real token, found through `pad_token_id`, which
+    is set from the tokenizer because causal LMs often ship none.
+    """
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    resolved = resolve_model(source)
+    if "quantization_config" in load_kwargs:
+        load_kwargs["device_map"] = {"": str(device)}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved.path)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = AutoModelForSequenceClassification.from_pretrained(
+            resolved.path, dtype=dtype or torch.float32, num_labels=len(labels),
+            id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)},
+            pad_token_id=tokenizer.pad_token_id, ignore_mismatched_sizes=True, **load_kwargs,
+        )
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PlatformError(f"cannot load '{source}' as a sequence classifier: {first}") from None
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return (model if "device_map" in load_kwargs else model.to(device)), tokenizer, resolved

@@ -40,3 +40,32 @@ def test_bleu_accepts_uneven_reference_counts():
     result = bleu(["a b c d", "e f g h"], [["a b c d"], ["x y z w", "e f g h"]])
     assert result["bleu"] == pytest.approx(100.0)
     assert not math.isnan(result["precision_4"])
+
+
+def test_classification_scores_against_hand_computed_values():
+    from pipelines.metrics import classification_scores
+
+    gold = ["pos", "pos", "pos", "neg"]
+    predicted = ["pos", "neg", "pos", "neg"]
+    scores = classification_scores(predicted, [0.9, 0.6, 0.8, 0.7], gold, ["neg", "pos"])
+    # neg: precision 1/2, recall 1/1, F1 2/3; pos: precision 2/2, recall 2/3, F1 4/5.
+    assert scores["accuracy"] == pytest.approx(0.75)
+    assert scores["precision_macro"] == pytest.approx((0.5 + 1.0) / 2)
+    assert scores["recall_macro"] == pytest.approx((1.0 + 2 / 3) / 2)
+    assert scores["f1_macro"] == pytest.approx((2 / 3 + 0.8) / 2)
+
+
+def test_expected_calibration_error_by_hand():
+    from pipelines.metrics import expected_calibration_error
+
+    # Bin (0.8, 0.9]: confidences 0.9, 0.9, all right -> gap 0.1; bin (0.5, 0.6]: 0.6 wrong -> gap 0.6.
+    assert expected_calibration_error([0.9, 0.9, 0.6], [True, True, False]) == pytest.approx(2 / 3 * 0.1 + 1 / 3 * 0.6)
+    assert expected_calibration_error([1.0, 1.0], [True, True]) == pytest.approx(0.0)
+
+
+def test_confusion_matrix_counts_rows_as_true_labels():
+    from pipelines.metrics import confusion_matrix_figure
+
+    figure = confusion_matrix_figure(["pos", "neg", "pos"], ["pos", "pos", "neg"], ["neg", "pos"])
+    texts = [t.get_text() for t in figure.axes[0].texts]
+    assert texts == ["0", "1", "1", "1"]  # neg->neg 0, neg->pos 1, pos->neg 1, pos->pos 1

