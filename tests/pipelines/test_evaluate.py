@@ -66,3 +66,38 @@ def test_a_model_uri_that_does_not_exist(tracking, tmp_path, capsys):
         evaluate.main(["models:/no-such-model@champion", str(data)])
     assert exit_info.value.code == 2
     assert "error: model URI 'models:/no-such-model@champion' cannot be found" in capsys.readouterr().err
+
+
+@pytest.fixture
+def logged_classifier(tracking, tmp_path, tiny_encoder_dir, sentiment_files):
+    from tests.pipelines.test_cell_classification import write_cls_spec
+
+    spec = write_cls_spec(tmp_path, tiny_encoder_dir, sentiment_files, [{"name": "full", "learning_rate": 3e-3}])
+    assert compare.main([spec]) == 0
+    return MlflowClient().get_model_version_by_alias("tiny-classifier", "champion")
+
+
+def test_a_classifier_is_scored_on_another_labelled_set_with_mapped_and_dropped_labels(logged_classifier, tmp_path):
+    from tests.conftest import sentiment_rows
+
+    rows = [{"sentence": r["text"], "stars": {"negative": 1, "positive": 5}[r["label"]], "site": site}
+            for site in ("a", "b") for r in sentiment_rows(10, seed=3)]
+    rows.append({"sentence": "the film was a film", "stars": 3, "site": "a"})
+    data = write_jsonl(tmp_path / "reviews.jsonl", rows)
+    assert evaluate.main(["models:/tiny-classifier@champion", str(data), "--text-field", "sentence",
+                          "--target-field", "stars", "--label-map", "1=negative,5=positive", "--drop-labels", "3",
+                          "--where", "site=a"]) == 0
+    run = next(r for r in MlflowClient().search_runs(["0"]) if r.data.tags.get("mlflow.runName") == "evaluate")
+    assert run.data.params["rows"] == "10"  # site a only, the 3-star row dropped
+    assert {"accuracy", "f1_macro", "precision_macro", "recall_macro", "ece"} <= set(run.data.metrics)
+    assert run.data.metrics["accuracy"] >= 0.7
+    assert "confusion_matrix.png" in {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}
+
+
+def test_a_label_the_classifier_does_not_know_fails_before_loading_it(logged_classifier, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(mlflow.pyfunc, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    data = write_jsonl(tmp_path / "r.jsonl", [{"text": "fine", "label": "neutral"}])
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["models:/tiny-classifier@champion", str(data), "--text-field", "text", "--target-field", "label"])
+    assert exit_info.value.code == 2
+    assert "row 1: label 'neutral' is not one the model predicts ['negative', 'positive']" in capsys.readouterr().err
