@@ -34,7 +34,18 @@ class LoraMethod(TrainedMethod):
 
 class DoraMethod(LoraMethod):
     """Weight-decomposed LoRA (Liu et al., 2024): LoRA on the direction, a learned magnitude per column.
-    Same hyperparameters as LoRA; only the flag differs."""
+    Same hyperparameters as LoRA, but no dropout by default: with dropout, peft's DoRA runs every
+    adapted layer's base matmul a second time on the dropped-out input."""
 
     name: Literal["dora"] = "dora"
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapter input (costs a second base matmul)")
     use_dora: ClassVar[bool] = True
+
+    def apply(self, model):
+        from peft.helpers import DoraCaching
+
+        # Without the cache, every forward in eval mode (each generated token) rebuilds B@A and the
+        # full weight norm of every adapted layer. peft caches only in eval mode and clears the cache
+        # whenever the model goes back to training, so enabling it for the process is safe.
+        DoraCaching()(enabled=True)
+        return super().apply(model)

@@ -68,3 +68,27 @@ def test_missing_target_modules_fail_with_the_method_named(method, tiny_lm_dir):
     model, _, _ = load_lm(str(tiny_lm_dir), device=CPU, **method.load_kwargs(CPU))
     with pytest.raises(PlatformError, match=f"^{method.name} cannot apply to LlamaForCausalLM: .*nope"):
         method.apply(model)
+
+
+def test_dora_eval_cache_never_serves_stale_weights(tiny_lm_dir):
+    from peft.helpers import DoraCaching
+
+    torch.manual_seed(0)
+    model, tokenizer, _ = load_lm(str(tiny_lm_dir), device=CPU)
+    model = DoraMethod(r=2, learning_rate=5e-2).apply(model)  # enables peft's eval-mode DoRA cache
+    assert DoraMethod().dropout == 0.0
+    data = [encode_for_training(tokenizer, INSTRUCTION, d, s, 256, 32) for d, s in DIALOGUES]
+    ids = tokenizer(DIALOGUES[0][0], return_tensors="pt")
+    settings = TrainSettings(max_steps=2, batch_size=4, log_every=10)
+    outputs = []
+    for _ in range(2):  # train, score with the cache filled, then train again
+        train(model, data, settings, learning_rate=5e-2, weight_decay=0.0, seed=0, pad_id=tokenizer.pad_token_id,
+              device=CPU)
+        model.eval()
+        with torch.no_grad():
+            cached = model(**ids).logits
+            with DoraCaching(enabled=False):
+                fresh = model(**ids).logits
+        torch.testing.assert_close(cached, fresh)
+        outputs.append(cached)
+    assert not torch.allclose(outputs[0], outputs[1])  # the second round's cache saw the new weights
