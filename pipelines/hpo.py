@@ -160,6 +160,7 @@ class Objective:
         if result.status == "KILLED":
             raise optuna.TrialPruned(f"pruned at step {result.pruned_at_step}")
         if result.status != "FINISHED":
+            trial.set_user_attr("error", result.error)  # Optuna keeps no reason for a failed trial
             raise TrialFailed(result.error)
         if metric not in result.metrics:
             raise PlatformError(f"hpo.metric: the cell logged no metric '{metric}' "

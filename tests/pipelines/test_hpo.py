@@ -76,6 +76,7 @@ def test_a_study_prunes_the_worse_trial_fails_the_broken_one_and_summarises(trac
     assert pruned.intermediate_values[6] < good.intermediate_values[6]
     assert list(good.intermediate_values) == [6, 12]
     assert failed.intermediate_values == {} and failed.user_attrs["train_steps"] == 0
+    assert "does not exist" in failed.user_attrs["error"]
 
     client = MlflowClient()
     runs = runs_of(client)
