@@ -8,11 +8,13 @@ from __future__ import annotations
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
 import torch
+from optuna import TrialPruned
 
 from pipelines import cell_classification
 from pipelines.config import ExperimentSpec, flatten
@@ -34,11 +36,12 @@ class CellResult:
     model: str
     dataset: str
     method: str
-    status: str  # FINISHED or FAILED
+    status: str  # FINISHED, FAILED, or KILLED (pruned: `on_validation` raised optuna.TrialPruned)
     run_id: str
     metrics: dict = field(default_factory=dict)
     model_uri: str | None = None
     error: str | None = None
+    pruned_at_step: int | None = None
 
     @property
     def label(self) -> str:
@@ -60,10 +63,19 @@ def reused_cell(run, model_src, dataset, method, position: str) -> CellResult:
 
 
 def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, position: str = "",
-             key: str = "") -> CellResult:
+             key: str = "", on_validation: Callable[[dict[str, float], int], None] | None = None) -> CellResult:
+    """Train and score one cell as a nested run. `on_validation(scores, step)` is told every
+    validation during training; if it raises optuna.TrialPruned the run ends KILLED with the
+    tag `pruned_at_step`, any other exception fails the cell (FAILED, reason logged)."""
     label = f"{model_src.name}/{method.name}/{dataset.name}"
     run = mlflow.start_run(run_name=label, nested=True, log_system_metrics=True)
     result = CellResult(model_src.name, dataset.name, method.name, "FAILED", run.info.run_id)
+    validated_at: list[int] = []  # steps seen by on_validation: the last one is where a trial was pruned
+
+    def told(scores: dict[str, float], step: int) -> None:
+        validated_at.append(step)
+        on_validation(scores, step)
+
     try:
         print(f"\n[{position}] {label}", flush=True)
         mlflow.log_params(cell_params(spec, model_src, dataset, method))
@@ -71,12 +83,19 @@ def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, p
         if dataset.instruction:  # the dataset's own wording, for training, evaluation and serving alike
             spec = spec.model_copy(update={"generation": spec.generation.model_copy(
                 update={"instruction": dataset.instruction})})
-        metrics = _run(spec, model_src, method, splits)
+        metrics = _run(spec, model_src, method, splits, told if on_validation else None)
         result.metrics = metrics["scalars"]
         result.model_uri = metrics["model_uri"]
         mlflow.set_tag("model_uri", result.model_uri)  # what a resumed grid needs to promote this cell
         result.status = "FINISHED"
         mlflow.end_run("FINISHED")
+    except TrialPruned as pruned:  # stopped on purpose by a tuning study: neither finished nor failed
+        step = validated_at[-1] if validated_at else 0
+        result.status, result.pruned_at_step, result.metrics = "KILLED", step, {"train_steps": step}
+        print(f"[{position}] {label} pruned at step {step}: {pruned}", flush=True)
+        mlflow.set_tags({"pruned_at_step": step, "stopped_by": "pruned"})
+        mlflow.log_metric("train_steps", step, step=step)
+        mlflow.end_run("KILLED")
     except Exception as exc:  # one failed cell must not stop the grid; the reason is logged on it
         result.error = f"{type(exc).__name__}: {exc}".splitlines()[0] if not isinstance(exc, PlatformError) else str(exc)
         print(f"[{position}] {label} FAILED: {result.error}", flush=True)
@@ -94,7 +113,7 @@ def _base_source(model_src) -> str:
     return str(local.resolve()) if local.is_dir() else model_src.source
 
 
-def _run(spec: ExperimentSpec, model_src, method, splits: Splits) -> dict:
+def _run(spec: ExperimentSpec, model_src, method, splits: Splits, on_validation=None) -> dict:
     device = pick_device(spec.train.device)
     eval_examples = splits.eval[: spec.eval.max_examples] if spec.eval.max_examples else splits.eval
     classification = spec.task == "classification"
@@ -102,10 +121,10 @@ def _run(spec: ExperimentSpec, model_src, method, splits: Splits) -> dict:
         with ResourceMeter(device) as meter:  # the cost of the method itself, not of logging it
             if classification:
                 scalars, outputs = cell_classification.fit_and_predict(spec, model_src, method, splits, eval_examples,
-                                                                       device, Path(workdir))
+                                                                       device, Path(workdir), on_validation)
             else:
                 scalars, predictions, saved = _fit_and_predict(spec, model_src, method, splits.train, eval_examples,
-                                                               device, Path(workdir))
+                                                               device, Path(workdir), on_validation)
         scalars.update(meter.summary())
         # At the last training step, so that where a name also has a step history (tokens/s, MFU)
         # the run's value in the UI is this whole-run figure, not the last log window.
@@ -128,7 +147,8 @@ def _run(spec: ExperimentSpec, model_src, method, splits: Splits) -> dict:
     return {"scalars": scalars, "model_uri": model_uri}
 
 
-def _fit_and_predict(spec, model_src, method, train_examples, eval_examples, device, workdir: Path):
+def _fit_and_predict(spec, model_src, method, train_examples, eval_examples, device, workdir: Path,
+                     on_validation=None):
     gen = spec.generation
     scalars: dict[str, float] = {}
     torch.manual_seed(spec.seed)
@@ -162,7 +182,7 @@ def _fit_and_predict(spec, model_src, method, train_examples, eval_examples, dev
             model, train_set, spec.train, learning_rate=method.learning_rate, weight_decay=method.weight_decay,
             seed=spec.seed, pad_id=pad_id, device=device, amp_dtype=amp,
             log=lambda metrics, step: mlflow.log_metrics(metrics, step=step), validate=validate,
-            flops_per_token=flops_per_token, peak_flops=peak,
+            on_validation=on_validation, flops_per_token=flops_per_token, peak_flops=peak,
         )
         scalars.update(train_steps=fit.steps, train_examples=fit.examples, train_tokens=fit.tokens,
                        train_time_s=fit.train_time_s, train_tokens_per_s=fit.tokens_per_s,

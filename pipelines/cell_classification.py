@@ -40,7 +40,7 @@ def _predict(model, tokenizer, examples, labels, max_len, batch_size):
     return probs, [labels[i] for i in index.tolist()], confidence.tolist()
 
 
-def fit_and_predict(spec, model_src, method, splits, eval_examples, device, workdir: Path):
+def fit_and_predict(spec, model_src, method, splits, eval_examples, device, workdir: Path, on_validation=None):
     """Returns (scalars, outputs); `outputs` is what `log_outputs` needs after resources are measured."""
     labels = list(splits.labels)
     index = {name: i for i, name in enumerate(labels)}
@@ -70,7 +70,7 @@ def fit_and_predict(spec, model_src, method, splits, eval_examples, device, work
         model, train_set, spec.train, learning_rate=method.learning_rate, weight_decay=method.weight_decay,
         seed=spec.seed, pad_id=tokenizer.pad_token_id, device=device, amp_dtype=amp,
         log=lambda metrics, step: mlflow.log_metrics(metrics, step=step), validate=validate,
-        flops_per_token=flops_per_token, peak_flops=peak, collate_fn=collate_labels,
+        on_validation=on_validation, flops_per_token=flops_per_token, peak_flops=peak, collate_fn=collate_labels,
     )
     scalars.update(train_steps=fit.steps, train_examples=fit.examples, train_tokens=fit.tokens,
                    train_time_s=fit.train_time_s, train_tokens_per_s=fit.tokens_per_s,

@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipelines.errors import PlatformError
+from pipelines.hpo_config import UNION_TAGS, HpoSettings, check_hpo
 from pipelines.methods import METHODS, MethodSpec
 
 
@@ -121,6 +122,7 @@ class ExperimentSpec(_Strict):
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    hpo: HpoSettings | None = Field(None, description="Optuna study over the spec's one cell (the `hpo` entry point)")
 
     @model_validator(mode="after")
     def _unique_labels(self):
@@ -165,21 +167,24 @@ def _format_errors(source: str, exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         # Drop pydantic's union-member segments (e.g. 'lora') so the path reads like the YAML.
-        loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in _METHOD_TAGS))
+        loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
         parts.append(f"{loc or '<root>'}: {err['msg']}")
     return f"invalid experiment spec {source}: " + "; ".join(parts)
 
 
-_METHOD_TAGS = {cls.model_fields["name"].default for cls in METHODS}
+_UNION_TAGS = {cls.model_fields["name"].default for cls in METHODS} | UNION_TAGS
 
 
 def parse_spec(data: Any, source: str = "<spec>") -> ExperimentSpec:
     if not isinstance(data, dict):
         raise PlatformError(f"invalid experiment spec {source}: expected a mapping at the top level")
     try:
-        return ExperimentSpec.model_validate(data)
+        spec = ExperimentSpec.model_validate(data)
     except ValidationError as exc:
         raise PlatformError(_format_errors(source, exc)) from None
+    if spec.hpo is not None:  # its space keys and pruner are checked against the rest of the spec
+        check_hpo(spec, source)
+    return spec
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:

@@ -83,12 +83,15 @@ def train(
     pad_id: int, device: torch.device, amp_dtype: torch.dtype | None = None,
     log: Callable[[dict, int], None] = lambda metrics, step: None,
     validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+    on_validation: Callable[[dict[str, float], int], None] | None = None,
     flops_per_token: float | None = None, peak_flops: float | None = None, collate_fn=collate,
 ) -> TrainResult:
     """Train in place. With `validate` and `settings.eval_every_steps`, the model is scored every
     N steps (logged as `val_<metric>`), training stops early after `early_stopping_patience`
     validations without a gain on `settings.select_metric`, and the best weights are restored.
-    `collate_fn(examples, pad_id)` builds a batch of the task's examples (each has `n_tokens`)."""
+    `collate_fn(examples, pad_id)` builds a batch of the task's examples (each has `n_tokens`).
+    `on_validation(scores, step)` is told every validation; it may raise to stop training (a
+    tuning study prunes a trial that way) and the exception leaves `train` unchanged."""
     total_steps, stopped_by = plan_steps(len(examples), settings)
     warmup = int(total_steps * settings.warmup_ratio)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -155,6 +158,8 @@ def train(
             stop_early = best.update(scores[settings.select_metric], done)
             print(f"  step {done}  val_{settings.select_metric} {scores[settings.select_metric]:.4f}  "
                   f"(best {best.best_value:.4f} at step {best.best_step})", flush=True)
+            if on_validation is not None:
+                on_validation(scores, done)
             # Validation time counts neither as training time nor against the training budget.
             spent = time.perf_counter() - val_started
             started, deadline, window_start = started + spent, deadline + spent, window_start + spent

@@ -45,3 +45,20 @@ def test_evaluate_entry_point_with_an_unknown_model(tracking, tmp_path):
     assert "error: model URI 'models:/ghost@champion' cannot be found" in proc.stderr
     run = MlflowClient().search_runs(["0"])[0]
     assert run.info.status == "FAILED" and run.data.params["limit"] == "5"
+
+
+def test_hpo_entry_point_with_an_unreachable_storage(tracking, tmp_path):
+    spec = {"name": "tune", "datasets": [{"name": "d", "train": str(tmp_path / "d.jsonl")}],
+            "models": [{"name": "x", "source": str(tmp_path)}], "methods": [{"name": "lora"}],
+            "hpo": {"space": {"methods.0.r": {"type": "int", "low": 2, "high": 8}}}}
+    (tmp_path / "d.jsonl").write_text('{"dialogue": "A: hi\\nB: hello", "summary": "They greet."}\n' * 4)
+    (tmp_path / "config.json").write_text("{}")
+    path = tmp_path / "tune.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    storage = f"sqlite:///{tmp_path / 'missing' / 'optuna.db'}"
+    proc = mlflow_run("hpo", tmp_path, experiment=path, storage=storage, n_trials=2)
+    assert proc.returncode != 0
+    assert f"error: optuna storage {storage} cannot be reached" in proc.stderr
+    run = MlflowClient().search_runs(["0"])[0]
+    assert run.info.status == "FAILED" and run.data.params["n_trials"] == "2"
+    assert run.data.tags["error"].startswith(f"optuna storage {storage} cannot be reached")

@@ -26,11 +26,11 @@ def crash_grid(spec):
 def trained_cells(monkeypatch, interrupt_at: str | None = None) -> list[str]:
     ran = []
 
-    def counting(spec, model_src, method, splits):
+    def counting(spec, model_src, method, splits, on_validation=None):
         if method.name == interrupt_at:
             raise Crash
         ran.append(method.name)
-        return ORIGINAL_RUN(spec, model_src, method, splits)
+        return ORIGINAL_RUN(spec, model_src, method, splits, on_validation)
 
     monkeypatch.setattr(cell, "_run", counting)
     return ran

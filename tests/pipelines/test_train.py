@@ -92,3 +92,25 @@ def test_validation_logs_step_metrics_stops_early_and_keeps_the_best_weights(tin
     assert val_steps == [(2, 0.10), (4, 0.30), (6, 0.20), (8, 0.25)]
     for name, param in model.named_parameters():  # the weights of step 4, not of step 8
         torch.testing.assert_close(param, seen[4][name], rtol=0, atol=0)
+
+
+def test_on_validation_hears_every_validation_and_can_stop_training(tiny_lm_dir):
+    model, tokenizer, _ = load_lm(str(tiny_lm_dir))
+    model = FullMethod(learning_rate=1e-3).apply(model)
+    heard = []
+
+    class Stop(Exception):
+        pass
+
+    def on_validation(scores, step):
+        heard.append((step, scores["rougeL"]))
+        if step == 4:
+            raise Stop
+
+    settings = TrainSettings(max_steps=10, batch_size=4, log_every=100, eval_every_steps=2)
+    scores = iter([0.1, 0.2, 0.3])
+    with pytest.raises(Stop):
+        train(model, encoded(tokenizer), settings, learning_rate=1e-3, weight_decay=0.0, seed=0,
+              pad_id=tokenizer.pad_token_id, device=torch.device("cpu"),
+              validate=lambda m: {"rougeL": next(scores)}, on_validation=on_validation)
+    assert heard == [(2, 0.1), (4, 0.2)]

@@ -1,0 +1,237 @@
+"""`hpo`: tune the one cell of an experiment spec with Optuna; each trial is a nested MLflow run.
+
+    mlflow run . -e hpo --env-manager local -P experiment=experiments/hpo_dialogsum_lora.yaml
+    python -m pipelines.hpo experiments/hpo_dialogsum_lora.yaml --n-trials 8 --storage URL --study NAME
+
+One process is one worker: it opens one parent MLflow run, attaches to the study in the Optuna
+storage (creating it if absent) and runs its `n_trials` trials. Workers anywhere that name the
+same RDB storage and study share the study: Optuna hands out trial numbers, and each worker's
+sampler sees every other worker's finished trials.
+
+A trial samples the spec's `hpo.space`, builds the trial's spec from it (validated like any
+spec), and trains and scores it with `pipelines.cell.run_cell`, so a trial logs everything a
+cell of `peft_compare` logs. With a pruner, every validation during training is reported to
+Optuna, which may stop the trial there (its run ends KILLED with the tag `pruned_at_step`).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import mlflow
+import optuna
+import sqlalchemy
+from mlflow import MlflowClient
+from mlflow.entities import Param, RunTag
+
+from pipelines.cell import run_cell
+from pipelines.config import ExperimentSpec, load_spec
+from pipelines.errors import PlatformError
+from pipelines.hpo_config import HpoSettings, trial_spec
+from pipelines.hpo_report import log_study_summary
+from pipelines.runtime import configure_threads
+from pipelines.sources.datasets import Splits, load_splits
+from pipelines.sources.models import resolve_model
+from pipelines.tracking import failing_run_on_error, setup_tracking
+
+# SQLite lets one writer in at a time: a worker waits this long for another's write instead of
+# failing with "database is locked". A PostgreSQL host that does not answer fails after 10 s.
+SQLITE_BUSY_TIMEOUT_S = 60
+CONNECT_TIMEOUT_S = 10
+# A worker records a heartbeat for its running trial; a trial whose worker died (killed job,
+# lost machine) is failed by the next worker to ask for a trial and run once more.
+HEARTBEAT_INTERVAL_S = 60
+HEARTBEAT_GRACE_S = 300
+# Workers that open a fresh storage at the same moment race to create its tables; the losers
+# see one of these errors, wait, and find the tables made.
+SCHEMA_RACE_ERRORS = ("UNIQUE constraint failed", "already exists", "duplicate key", "database is locked")
+
+
+class TrialFailed(Exception):
+    """A trial's cell failed: Optuna records the trial as failed and the study goes on."""
+
+
+def default_storage() -> str:
+    """SQLite beside the MLflow tracking store, absolute so every worker's cwd agrees."""
+    folder = Path("mlruns").resolve()
+    folder.mkdir(exist_ok=True)
+    return f"sqlite:///{folder / 'optuna.db'}"
+
+
+def shown_url(url: str) -> str:
+    """The storage URL without its password, for logs and run params."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        raise PlatformError(f"optuna storage '{url}' is not a database URL "
+                            "(e.g. sqlite:///mlruns/optuna.db, postgresql://user:pass@host/db)") from None
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    shown = shown_url(url)
+    dialect = sqlalchemy.engine.make_url(url).get_backend_name()
+    connect_args = {"sqlite": {"timeout": SQLITE_BUSY_TIMEOUT_S},
+                    "postgresql": {"connect_timeout": CONNECT_TIMEOUT_S},
+                    "mysql": {"connect_timeout": CONNECT_TIMEOUT_S}}.get(dialect, {})
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat: chosen
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs={"connect_args": connect_args}, heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                    grace_period=HEARTBEAT_GRACE_S,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+                )
+        except (ImportError, sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.OptunaError, OSError) as exc:
+            if attempt < 2 and any(race in str(exc) for race in SCHEMA_RACE_ERRORS):
+                time.sleep(1 + attempt)
+                continue
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise PlatformError(f"optuna storage {shown} cannot be reached: {first}") from None
+
+
+def open_study(storage, name: str, settings: HpoSettings, sampler_seed: int | None) -> tuple[optuna.Study, int | None]:
+    """Create the study, or join it with the same direction; returns it with this worker's sampler
+    set, and that sampler's seed."""
+    study = optuna.create_study(storage=storage, study_name=name, direction=settings.direction,
+                                pruner=settings.pruner.build(), load_if_exists=True)
+    existing = study.direction.name.lower()
+    if existing != settings.direction:
+        raise PlatformError(f"optuna study '{name}' in {shown_url(storage.url)} exists with direction {existing}, "
+                            f"but hpo.direction is {settings.direction} (pass another --study name)")
+    if sampler_seed is not None:
+        # A worker joining a study with trials in it offsets the seed, so it does not draw the
+        # trials a previous run of the same command drew (one fresh worker stays reproducible).
+        sampler_seed += len(study.trials)
+    # constant_liar: a running trial counts as a bad one, so parallel workers do not all sample
+    # next to the same promising point.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # constant_liar: chosen
+        study.sampler = optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=True)
+    return study, sampler_seed
+
+
+class Objective:
+    """One trial: sample, build the trial's spec, run the cell, report it to Optuna."""
+
+    def __init__(self, spec: ExperimentSpec, source: str, study_name: str):
+        self.spec, self.source, self.study_name = spec, source, study_name
+        self.settings: HpoSettings = spec.hpo
+        self.trial_numbers: list[int] = []  # this worker's trials
+        self._splits: dict[str, Splits] = {}
+
+    def splits(self, dataset, seed: int) -> Splits:
+        # The space may reach dataset fields (e.g. max_train_rows): load per distinct dataset spec.
+        key = dataset.model_dump_json() + str(seed)
+        if key not in self._splits:
+            self._splits[key] = load_splits(dataset, seed)
+        return self._splits[key]
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        self.trial_numbers.append(trial.number)
+        metric = self.settings.metric
+        try:
+            values = {key: param.suggest(trial, key) for key, param in self.settings.space.items()}
+        except ValueError as exc:  # the stored study tuned the same key with another distribution
+            raise PlatformError(f"hpo.space does not match study '{self.study_name}': {exc}") from None
+        spec = trial_spec(self.spec, values, f"{self.source} (trial {trial.number})")
+        model_src, dataset, method = spec.models[0], spec.datasets[0], spec.methods[0]
+
+        def on_validation(scores: dict[str, float], step: int) -> None:
+            if metric in scores:
+                trial.report(scores[metric], step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"{metric} {scores.get(metric, float('nan')):.4g} at step {step}")
+
+        result = run_cell(spec, model_src, dataset, method, self.splits(dataset, spec.seed),
+                          position=f"trial {trial.number}", on_validation=on_validation)
+        steps = int(result.metrics.get("train_steps", 0))
+        trial.set_user_attr("mlflow_run_id", result.run_id)
+        trial.set_user_attr("train_steps", steps)
+        MlflowClient().log_batch(
+            result.run_id,
+            params=[Param("trial.number", str(trial.number))] + [Param(f"hpo.{k}", str(v)) for k, v in values.items()],
+            tags=[RunTag("mlflow.runName", f"trial-{trial.number} {result.label}"),
+                  RunTag("optuna.study", self.study_name), RunTag("optuna.trial", str(trial.number))],
+        )
+        if result.status == "KILLED":
+            raise optuna.TrialPruned(f"pruned at step {result.pruned_at_step}")
+        if result.status != "FINISHED":
+            trial.set_user_attr("error", result.error)  # Optuna keeps no reason for a failed trial
+            raise TrialFailed(result.error)
+        if metric not in result.metrics:
+            raise PlatformError(f"hpo.metric: the cell logged no metric '{metric}' "
+                                f"(it logged {', '.join(sorted(result.metrics))})")
+        return float(result.metrics[metric])
+
+
+def run(spec: ExperimentSpec, spec_path: str, n_trials: int | None = None, storage_url: str | None = None,
+        study_name: str | None = None, sampler_seed: int | None = None) -> tuple[optuna.Study, list[int]]:
+    """Run this worker's trials inside the active parent run; returns the study and its trial numbers."""
+    if spec.hpo is None:
+        raise PlatformError(f"experiment spec {spec_path} has no hpo section (what to tune: hpo.space)")
+    settings = spec.hpo
+    n_trials = n_trials or settings.n_trials
+    storage_url = storage_url or default_storage()
+    study_name = study_name or spec.name
+    sampler_seed = settings.sampler_seed if sampler_seed is None else sampler_seed
+    configure_threads()
+    mlflow.set_tag("mlflow.runName", f"hpo {study_name}")
+    mlflow.log_params(spec.flat_params())
+    mlflow.log_artifact(spec_path, "spec")
+    # Resolve every input before the first trial trains: bad data or an unknown model fails in seconds.
+    objective = Objective(spec, spec_path, study_name)
+    splits = objective.splits(spec.datasets[0], spec.seed)
+    print(f"[data] {spec.datasets[0].name}: {len(splits.train)} train / {len(splits.eval)} eval rows", flush=True)
+    resolve_model(spec.models[0].source)
+
+    storage = open_storage(storage_url)
+    study, seed_used = open_study(storage, study_name, settings, sampler_seed)
+    # Not `study`/`storage`: `mlflow run` logs its -P parameters under those names already.
+    mlflow.log_params({"optuna.study": study_name, "optuna.storage": shown_url(storage_url),
+                       "optuna.n_trials": n_trials, "optuna.sampler_seed": seed_used})
+    print(f"[hpo] study '{study_name}' in {shown_url(storage_url)}: {len(study.trials)} trials so far; "
+          f"this worker runs {n_trials}, {settings.direction} {settings.metric}, pruner {settings.pruner.type}",
+          flush=True)
+    study.optimize(objective, n_trials=n_trials, catch=(TrialFailed,))
+    log_study_summary(study, settings.metric, objective.trial_numbers)
+    return study, objective.trial_numbers
+
+
+def _optional(cast):
+    """argparse type for `mlflow run` parameters whose empty default means 'from the spec'."""
+    def parse(text: str):
+        return cast(text) if text.strip() else None
+
+    parse.__name__ = cast.__name__  # argparse names the type in its error message
+    return parse
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hpo", description=__doc__.splitlines()[0])
+    parser.add_argument("experiment", help="experiment spec YAML with an hpo section")
+    parser.add_argument("--n-trials", type=_optional(int), default=None,
+                        help="trials this worker runs (default: hpo.n_trials)")
+    parser.add_argument("--storage", type=_optional(str), default=None,
+                        help="Optuna RDB storage URL (default: sqlite:///<cwd>/mlruns/optuna.db)")
+    parser.add_argument("--study", type=_optional(str), default=None, help="study name (default: the spec's name)")
+    parser.add_argument("--sampler-seed", type=_optional(int), default=None,
+                        help="this worker's sampler seed (default: hpo.sampler_seed); "
+                             "give workers started at the same moment different ones")
+    args = parser.parse_args(argv)
+    setup_tracking()
+    with failing_run_on_error(run_name="hpo"):
+        spec = load_spec(args.experiment)
+        study, mine = run(spec, args.experiment, args.n_trials, args.storage, args.study, args.sampler_seed)
+    states = [t.state for t in study.get_trials(deepcopy=False) if t.number in mine]
+    if mine and all(s == optuna.trial.TrialState.FAIL for s in states):
+        print(f"error: all {len(mine)} trial(s) of this worker failed (reasons on their MLflow runs)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
