@@ -7,7 +7,6 @@ PEFT model never re-uploads the base weights.
 """
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import mlflow
@@ -15,6 +14,7 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
+from registry.batching import MicroBatcher
 from registry.inputs import RequestLimits, int_param, texts_from_input
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -61,26 +61,25 @@ class SummarizerModel(mlflow.pyfunc.PythonModel):
         self.model.eval()
         self.cfg = cfg
         self.limits = LIMITS.updated_from(cfg)
-        # The scoring server runs each request in a thread of its own. Concurrent generate calls
-        # would share (and oversubscribe) the threads this worker was given, and transformers does
-        # not promise generate is thread-safe: one generation at a time per process, and
-        # concurrency comes from worker processes (MLFLOW_MODELS_WORKERS). Checks run outside it.
-        self.generate_lock = threading.Lock()
+        # One generation at a time per worker; requests that queue meanwhile share the next one.
+        self.batcher = MicroBatcher(self._generate, max_rows=self.limits.max_rows)
 
-    def predict(self, context, model_input, params=None):
+    def _generate(self, dialogues: list[str], max_new_tokens: int) -> list[str]:
         from pipelines.tasks.summarization import generate_summaries
 
+        return generate_summaries(
+            self.model, self.tokenizer, self.cfg["instruction"], dialogues, max_new_tokens=max_new_tokens,
+            batch_size=int(self.cfg.get("batch_size", 8)), max_prompt_tokens=self.cfg.get("max_prompt_tokens"),
+        )
+
+    def predict(self, context, model_input, params=None):
         dialogues = texts_from_input(model_input, INPUT_COLUMN, self.limits)
         max_new = int_param(params, "max_new_tokens", int(self.cfg["max_new_tokens"]), 1, MAX_NEW_TOKENS)
-        with self.generate_lock:
-            summaries = generate_summaries(
-                self.model, self.tokenizer, self.cfg["instruction"], dialogues, max_new_tokens=max_new,
-                batch_size=int(self.cfg.get("batch_size", 8)), max_prompt_tokens=self.cfg.get("max_prompt_tokens"),
-            )
-        return pd.DataFrame({"summary": summaries})
+        return pd.DataFrame({"summary": self.batcher.submit(dialogues, key=max_new)})
 
 
-SERVING_PACKAGES = {"torch", "transformers", "peft", "accelerate", "mlflow", "pandas", "safetensors", "gguf", "sentencepiece"}
+SERVING_PACKAGES = {"torch", "transformers", "peft", "accelerate", "mlflow", "pandas", "safetensors", "gguf", "sentencepiece",
+                    "uvloop"}
 
 
 def pip_requirements() -> list[str]:
