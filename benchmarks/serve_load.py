@@ -1,9 +1,9 @@
 """Load on `mlflow models serve`: latency, throughput and status codes at several concurrencies,
 against the bare model's predict time measured in the same run.
 
-    python benchmarks/serve_load.py models:/dialogue-summarizer@champion --task summarizer \
-        --workers 2 --requests 1000 --params '{"max_new_tokens": 16}'
-    python benchmarks/serve_load.py models:/sentiment-classifier@champion --task classifier --workers 2
+    python benchmarks/serve_load.py models:/dialogue-summarizer@champion --task summarizer --workers 2 \
+        --concurrency 1 8 16 --requests 100 200 1000 --params '{"max_new_tokens": 16}'
+    python benchmarks/serve_load.py models:/<classifier>@champion --task classifier --workers 2
     python benchmarks/serve_load.py models:/x@champion --url http://127.0.0.1:5001   # a running server
 
 Without --url it starts `mlflow models serve --env-manager local --workers N` on a free port
@@ -183,12 +183,13 @@ def served(model_uri: str, workers: int, startup_timeout: float, log_path: Path)
 
 
 class Client:
-    """One keep-alive connection. A request that fails on a reused connection before any answer
-    (the server closed it while idle) is retried once on a new one, as HTTP clients do."""
+    """One keep-alive connection (or, with `fresh`, one connection per request). A request that
+    fails on a reused connection before any answer (the server closed it while idle) is retried
+    once on a new one, as HTTP clients do."""
 
-    def __init__(self, base: str, timeout: float):
+    def __init__(self, base: str, timeout: float, fresh: bool = False):
         url = urlparse(base)
-        self.host, self.port, self.timeout = url.hostname, url.port or 80, timeout
+        self.host, self.port, self.timeout, self.fresh = url.hostname, url.port or 80, timeout, fresh
         self.conn: http.client.HTTPConnection | None = None
 
     def post(self, body: bytes) -> tuple[int | None, float, str | None]:
@@ -201,6 +202,8 @@ class Client:
                 self.conn.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json"})
                 response = self.conn.getresponse()
                 response.read()
+                if self.fresh:
+                    self.close()
                 return response.status, (time.perf_counter() - started) * 1000, None
             except (OSError, http.client.HTTPException) as err:
                 self.conn.close()
@@ -213,14 +216,15 @@ class Client:
     def close(self):
         if self.conn is not None:
             self.conn.close()
+            self.conn = None
 
 
-def run_level(base: str, concurrency: int, kinds: list[str], bodies: dict, timeout: float) -> Level:
+def run_level(base: str, concurrency: int, kinds: list[str], bodies: dict, timeout: float, fresh: bool = False) -> Level:
     counter, lock = itertools.count(), threading.Lock()
     outcomes: list[tuple[str, int | None, float, str | None]] = []
 
     def worker():
-        client = Client(base, timeout)
+        client = Client(base, timeout, fresh)
         while (i := next(counter)) < len(kinds):
             kind = kinds[i]
             body = bodies["good"][i % len(bodies["good"])] if kind == "good" else bodies[kind]
@@ -279,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="an already running server instead of starting one")
     parser.add_argument("--task", choices=sorted(TASKS), default="summarizer")
     parser.add_argument("--workers", type=int, default=2, help="server worker processes (MLFLOW_MODELS_WORKERS)")
-    parser.add_argument("--requests", type=int, default=1000, help="requests per concurrency level")
+    parser.add_argument("--requests", type=int, nargs="+", default=[1000],
+                        help="requests per concurrency level: one number for all, or one per --concurrency")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 16])
     parser.add_argument("--malformed", type=float, default=0.10, help="share of malformed requests")
     parser.add_argument("--params", type=json.loads, default=None, help='JSON params per request, e.g. \'{"max_new_tokens": 16}\'')
@@ -290,11 +295,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=120, help="client timeout per request, s")
     parser.add_argument("--startup-timeout", type=float, default=300)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fresh-connections", action="store_true",
+                        help="a new connection per request instead of keep-alive (see the README's serving notes)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help="where the JSON and the server log go")
     args = parser.parse_args(argv)
     if not args.model_uri and not args.url:
         parser.error("give a model URI, --url of a running server, or both")
-    if not 0 <= args.malformed < 1 or args.workers < 1 or args.requests < 1:
+    if len(args.requests) == 1:
+        args.requests *= len(args.concurrency)
+    if len(args.requests) != len(args.concurrency):
+        parser.error("give one --requests for all levels or one per --concurrency")
+    if not 0 <= args.malformed < 1 or args.workers < 1 or min(args.requests) < 1:
         parser.error("--malformed must be in [0, 1); --workers and --requests at least 1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -306,13 +317,6 @@ def main(argv: list[str] | None = None) -> int:
     column, default_data, default_field = TASKS[args.task]
     texts = load_texts(args.data or default_data, args.field or default_field, args.pool)
     bodies = request_bodies(column, texts, args.params)
-    kinds = schedule(args.requests, args.malformed, args.seed)
-
-    bare = None
-    if args.model_uri:
-        print(f"[bare] predict on {len(texts)} single inputs x {args.bare_rounds}, {serving_threads()} threads", flush=True)
-        bare = bare_predict_ms(args.model_uri, column, texts, args.params, args.bare_rounds)
-        print(f"[bare] p50 {statistics.median(bare):.1f} ms", flush=True)
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -321,12 +325,21 @@ def main(argv: list[str] | None = None) -> int:
           served(args.model_uri, args.workers, args.startup_timeout, out.with_suffix(".log"))) as base:
         if not ping(base):
             raise SystemExit(f"error: {base}/ping does not answer")
+        # Timed while the server idles, right before the load: on a shared machine, figures
+        # minutes apart are not comparable.
+        bare = None
+        if args.model_uri:
+            print(f"[bare] predict on {len(texts)} single inputs x {args.bare_rounds}, {serving_threads()} threads",
+                  flush=True)
+            bare = bare_predict_ms(args.model_uri, column, texts, args.params, args.bare_rounds)
+            print(f"[bare] p50 {statistics.median(bare):.1f} ms", flush=True)
         # Warm every worker (first calls pay lazy imports) before anything is timed.
-        run_level(base, args.workers, ["good"] * 2 * args.workers, bodies, args.timeout)
+        run_level(base, args.workers, ["good"] * 2 * args.workers, bodies, args.timeout, fresh=True)
         levels = []
-        for c in args.concurrency:
-            print(f"[load] concurrency {c}: {args.requests} requests, {args.malformed:.0%} malformed", flush=True)
-            levels.append(run_level(base, c, kinds, bodies, args.timeout))
+        for c, n in zip(args.concurrency, args.requests, strict=True):
+            print(f"[load] concurrency {c}: {n} requests, {args.malformed:.0%} malformed", flush=True)
+            kinds = schedule(n, args.malformed, args.seed)
+            levels.append(run_level(base, c, kinds, bodies, args.timeout, args.fresh_connections))
 
     print()
     print_table(levels)
@@ -342,13 +355,14 @@ def main(argv: list[str] | None = None) -> int:
         shown = "n/a" if value is None else (f"{value:.2f}" if isinstance(value, float) else str(value))
         verdict = "" if value is None else ("met" if ok(value) else "NOT met")
         print(f"{name:32s} {shown:>8s}  target {target:7s} {verdict}")
-    if 16 in args.concurrency and (args.requests != 1000 or abs(args.malformed - 0.10) > 1e-9):
+    c16 = next((lv for lv in levels if lv.concurrency == 16), None)
+    if c16 and (c16.requests < 1000 or abs(args.malformed - 0.10) > 1e-9):
         print("note: the issue's 5xx figure is for 1,000 requests at c16 with 10% malformed")
 
     out.write_text(json.dumps({
         "task": args.task, "model_uri": args.model_uri, "url": args.url, "workers": args.workers,
         "threads_per_worker": serving_threads(), "cores": os.cpu_count(), "params": args.params,
-        "malformed_share": args.malformed, "pool": len(texts), "bare_predict_ms": bare,
+        "malformed_share": args.malformed, "fresh_connections": args.fresh_connections, "pool": len(texts), "bare_predict_ms": bare,
         "bare_p50_ms": bare_p50, "figures": figures,
         "levels": [{**asdict(lv), "p50_ms": lv.p50, "p99_ms": lv.p99, "throughput": lv.throughput,
                     "good_throughput": lv.good_throughput} for lv in levels],

@@ -4,9 +4,11 @@ get summaries, every malformed one a 4xx with a message, and the server keeps an
 One real server (two uvicorn workers, as recommended) serves the whole module."""
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -172,6 +174,23 @@ def test_requests_mlflow_itself_fails_on_do_not_take_the_server_down(server):
         status, _ = post(f"{server}/invocations", body, content_type=content_type)
         assert status >= 400
     assert post(f"{server}/invocations", GOOD)[0] == 200
+
+
+def test_keep_alive_answers_are_not_held_back_by_nagles_algorithm(server):
+    # With several workers, uvicorn's asyncio loop leaves TCP_NODELAY off (Kludex/uvicorn#3149):
+    # each answer on a kept-alive connection then waits ~40 ms for the client's delayed ACK.
+    # uvloop (requirements.txt) sets it; a request the model refuses takes a few ms otherwise.
+    conn = http.client.HTTPConnection("127.0.0.1", int(server.rsplit(":", 1)[1]), timeout=60)
+    seconds = []
+    for _ in range(12):
+        started = time.perf_counter()
+        conn.request("POST", "/invocations", body=records(""), headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 400
+        seconds.append(time.perf_counter() - started)
+    conn.close()
+    assert statistics.median(seconds[2:]) < 0.030, seconds
 
 
 def test_concurrent_good_and_malformed_requests_get_no_5xx(server):
