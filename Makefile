@@ -4,6 +4,7 @@ PY          := $(VENV)/bin/python
 SPEC        ?= experiments/dialogsum_demo.yaml
 PORT        ?= 5001
 MODEL       ?= dialogue-summarizer
+WORKERS     ?= 2
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
@@ -42,8 +43,9 @@ test-fast: setup
 ui: setup
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --workers 1 --port 5000
 
+# Workers through the env var, which each worker also reads to take cores/WORKERS torch threads.
 serve: setup
-	mlflow models serve -m models:/$(MODEL)@champion --env-manager local --port $(PORT)
+	MLFLOW_MODELS_WORKERS=$(WORKERS) mlflow models serve -m models:/$(MODEL)@champion --env-manager local --port $(PORT)
 
 clean-runs:
 	find mlruns -mindepth 1 ! -name .gitkeep ! -name README.md -exec rm -rf {} +

@@ -61,6 +61,7 @@ class Level:
     good: int = 0
     status: dict[str, int] = field(default_factory=lambda: {"2xx": 0, "4xx": 0, "5xx": 0})
     connection_errors: int = 0
+    client_cpu_seconds: float = 0.0  # the load generator shares the cores: its CPU time, shown as cores busy
     unexpected: int = 0  # a good request not answered 2xx, or a malformed one not answered 4xx
     good_latencies_ms: list[float] = field(default_factory=list, repr=False)
     errors: list[str] = field(default_factory=list)
@@ -234,12 +235,13 @@ def run_level(base: str, concurrency: int, kinds: list[str], bodies: dict, timeo
         client.close()
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    level = Level(concurrency, len(kinds), time.perf_counter() - started)
+    level = Level(concurrency, len(kinds), time.perf_counter() - started,
+                  client_cpu_seconds=time.process_time() - cpu_started)
     for kind, status, ms, error in outcomes:
         level.good += kind == "good"
         if status is None:
@@ -262,9 +264,9 @@ def print_table(levels: list[Level]):
 
     rows = [[lv.concurrency, lv.requests, lv.good, f"{lv.p50:.1f}", f"{lv.p99:.1f}", f"{lv.throughput:.2f}",
              f"{lv.good_throughput:.2f}", lv.status["2xx"], lv.status["4xx"], lv.status["5xx"],
-             lv.connection_errors, lv.unexpected] for lv in levels]
+             lv.connection_errors, lv.unexpected, f"{lv.client_cpu_seconds / lv.seconds:.2f}"] for lv in levels]
     print(tabulate(rows, headers=["conc", "requests", "good", "p50 ms", "p99 ms", "req/s", "good req/s",
-                                  "2xx", "4xx", "5xx", "conn err", "unexpected"], tablefmt="github"))
+                                  "2xx", "4xx", "5xx", "conn err", "unexpected", "client cores"], tablefmt="github"))
 
 
 def ratios(levels: list[Level], bare_p50: float | None) -> dict[str, float | None]:
