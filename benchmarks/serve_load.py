@@ -84,12 +84,18 @@ class Level:
         return len(self.good_latencies_ms) / self.seconds
 
 
+def fail(message: str):
+    """Bad input or a server that does not come up: one line, exit code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def load_texts(path: Path, text_field: str, count: int) -> list[str]:
     if not path.exists():
-        raise SystemExit(f"error: {path} not found; give texts with --data FILE.jsonl --field NAME")
+        fail(f"{path} not found; give texts with --data FILE.jsonl --field NAME")
     texts = [row[text_field] for row in map(json.loads, path.read_text().splitlines()) if row.get(text_field)]
     if not texts:
-        raise SystemExit(f"error: {path} has no non-empty '{text_field}' field")
+        fail(f"{path} has no non-empty '{text_field}' field")
     return texts[:count]
 
 
@@ -166,9 +172,9 @@ def served(model_uri: str, workers: int, startup_timeout: float, log_path: Path)
         # uvicorn answers /ping from the first worker up; the others may still be loading the model.
         while not (ping(base) and log_path.read_text().count("Application startup complete") >= workers):
             if proc.poll() is not None:
-                raise SystemExit(f"error: the server exited with code {proc.returncode}; see {log_path}")
+                fail(f"the server exited with code {proc.returncode}; see {log_path}")
             if time.time() > deadline:
-                raise SystemExit(f"error: the server was not up within {startup_timeout:.0f} s; see {log_path}")
+                fail(f"the server was not up within {startup_timeout:.0f} s; see {log_path}")
             time.sleep(0.5)
         print(f"[serve] up on {base} after {time.time() - started:.0f} s", flush=True)
         yield base
@@ -326,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     with (nullcontext(args.url) if args.url else
           served(args.model_uri, args.workers, args.startup_timeout, out.with_suffix(".log"))) as base:
         if not ping(base):
-            raise SystemExit(f"error: {base}/ping does not answer")
+            fail(f"{base}/ping does not answer")
         # Timed while the server idles, right before the load: on a shared machine, figures
         # minutes apart are not comparable.
         bare = None
