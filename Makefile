@@ -6,6 +6,7 @@ PORT        ?= 5001
 MODEL       ?= dialogue-summarizer
 CLASSIFIER  ?= sentiment-classifier
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+WORKERS     ?= 2
 
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
@@ -49,8 +50,9 @@ test-fast: setup
 ui: setup
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --workers 1 --port 5000
 
+# Workers through the env var, which each worker also reads to take cores/WORKERS torch threads.
 serve: setup
-	mlflow models serve -m models:/$(MODEL)@champion --env-manager local --port $(PORT)
+	MLFLOW_MODELS_WORKERS=$(WORKERS) mlflow models serve -m models:/$(MODEL)@champion --env-manager local --port $(PORT)
 
 # The sentiment page, answered by the registered champion classifier (in-process, not via `serve`).
 webapp: setup

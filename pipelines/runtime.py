@@ -1,6 +1,8 @@
 """Device, precision and thread settings, chosen once per process and deliberately."""
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import os
 
 import torch
@@ -24,6 +26,24 @@ def configure_threads(num_threads: int | None = None) -> int:
         pass
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     return threads
+
+
+def serving_threads() -> int:
+    """Threads for one `mlflow models serve` worker process: ADAPTLAB_THREADS if set, else the
+    cores split among MLFLOW_MODELS_WORKERS workers (the env var `mlflow models serve --workers`
+    also reads). Two workers on two cores thus take one thread each, not two each."""
+    explicit = int(os.environ.get("ADAPTLAB_THREADS", "0"))
+    if explicit:
+        return explicit
+    workers = os.environ.get("MLFLOW_MODELS_WORKERS")
+    if workers is None and multiprocessing.parent_process() is not None:
+        # uvicorn starts its workers as child processes only when there are several; the
+        # `--workers` flag does not reach them, so each would take every core.
+        logging.getLogger(__name__).warning(
+            "several server workers share %d cores but MLFLOW_MODELS_WORKERS is not set: each takes "
+            "them all. Serve with MLFLOW_MODELS_WORKERS=N instead of --workers N, or set ADAPTLAB_THREADS.",
+            available_cores())
+    return max(1, available_cores() // max(1, int(workers or 1)))
 
 
 def pick_device(setting: str = "auto") -> torch.device:

@@ -12,11 +12,14 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
-from registry.summarizer import REPO_ROOT, _bad_request, pip_requirements
+from registry.batching import MicroBatcher
+from registry.inputs import RequestLimits, texts_from_input
+from registry.summarizer import REPO_ROOT, pip_requirements
 
 INPUT_COLUMN = "text"
-MAX_ROWS = 256  # per request: bounds one request's latency and memory
-MAX_CHARS = 100_000  # per text: longer ones are refused, not tokenized (tokenizing 1 MB costs seconds)
+# Sentences are short: many fit one request. 100,000 characters is far past any encoder's limit,
+# and what fits is still truncated to the model's max_seq_len tokens (the response says so).
+LIMITS = RequestLimits(max_rows=256, max_chars=100_000)
 EXAMPLE_TEXTS = ["A warm, funny and beautifully acted film.", "The plot is a mess and the jokes fall flat."]
 
 
@@ -26,35 +29,13 @@ def signature(labels: list[str]) -> ModelSignature:
     return ModelSignature(inputs=Schema([ColSpec("string", INPUT_COLUMN)]), outputs=Schema(outputs))
 
 
-def texts_from_request(model_input) -> list[str]:
-    """The request's texts, or a 400 that names what is wrong."""
-    if isinstance(model_input, pd.DataFrame):
-        if INPUT_COLUMN not in model_input.columns:
-            raise _bad_request(f"input needs a '{INPUT_COLUMN}' column, got {list(model_input.columns)}")
-        texts = model_input[INPUT_COLUMN].tolist()
-    elif isinstance(model_input, (list, tuple)):
-        texts = list(model_input)
-    else:
-        raise _bad_request(f"input must be a table with a '{INPUT_COLUMN}' column or a list of texts")
-    if not texts:
-        raise _bad_request("input has no rows")
-    if len(texts) > MAX_ROWS:
-        raise _bad_request(f"at most {MAX_ROWS} texts per request, got {len(texts)}")
-    for i, text in enumerate(texts):
-        if not isinstance(text, str) or not text.strip():
-            raise _bad_request(f"row {i}: '{INPUT_COLUMN}' must be a non-empty string")
-        if len(text) > MAX_CHARS:
-            raise _bad_request(f"row {i}: text has {len(text)} characters, more than the {MAX_CHARS} allowed")
-    return texts
-
-
 class ClassifierModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
-        from pipelines.runtime import configure_threads, pick_device
+        from pipelines.runtime import configure_threads, pick_device, serving_threads
         from pipelines.sources.models import load_classifier
 
         cfg = context.model_config
-        configure_threads()
+        configure_threads(serving_threads())
         device = pick_device(cfg.get("device", "auto"))
         weights = context.artifacts.get("weights")
         self.labels = list(cfg["labels"])
@@ -68,19 +49,23 @@ class ClassifierModel(mlflow.pyfunc.PythonModel):
                 self.model = self.model.merge_and_unload()  # plain-model speed when serving
         self.model.eval()
         self.max_len = int(cfg["max_seq_len"])
+        self.limits = LIMITS.updated_from(cfg)
+        # One forward at a time per worker; requests that queue meanwhile share the next one.
+        self.batcher = MicroBatcher(self._classify, max_rows=self.limits.max_rows)
 
-    def predict(self, context, model_input, params=None):
+    def _classify(self, texts: list[str], _key) -> list[dict]:
         from pipelines.tasks.classification import predict_proba
 
-        texts = texts_from_request(model_input)
-        probs = predict_proba(self.model, self.tokenizer, texts, self.max_len)
+        probs = predict_proba(self.model, self.tokenizer, texts, self.max_len, batch_size=64)
         confidence, index = probs.max(dim=-1)
         lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True)["input_ids"]]
-        out = pd.DataFrame({"label": [self.labels[i] for i in index.tolist()], "probability": confidence.tolist(),
-                            "truncated": [n > self.max_len for n in lengths]})
-        for k, name in enumerate(self.labels):
-            out[f"p_{name}"] = probs[:, k].tolist()
-        return out
+        return [{"label": self.labels[i], "probability": c, "truncated": n > self.max_len,
+                 **{f"p_{name}": p for name, p in zip(self.labels, row)}}
+                for i, c, n, row in zip(index.tolist(), confidence.tolist(), lengths, probs.tolist())]
+
+    def predict(self, context, model_input, params=None):
+        texts = texts_from_input(model_input, INPUT_COLUMN, self.limits)
+        return pd.DataFrame(self.batcher.submit(texts, key=None))
 
 
 def log_classifier(*, base_source: str, artifact_kind: str, artifact_dir: str | None, labels: list[str],
@@ -91,7 +76,7 @@ def log_classifier(*, base_source: str, artifact_kind: str, artifact_dir: str | 
         python_model=ClassifierModel(),
         artifacts={artifact_kind: artifact_dir} if artifact_dir else {},
         model_config={"base_source": base_source, "labels": list(labels), "max_seq_len": max_seq_len,
-                      "task": "classification"},
+                      "task": "classification", **LIMITS.as_config()},
         code_paths=[str(REPO_ROOT / "pipelines"), str(REPO_ROOT / "registry")],
         signature=signature(labels),
         input_example=pd.DataFrame({INPUT_COLUMN: EXAMPLE_TEXTS}),

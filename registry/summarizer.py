@@ -11,13 +11,18 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+from registry.batching import MicroBatcher
+from registry.inputs import RequestLimits, int_param, texts_from_input
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INPUT_COLUMN = "dialogue"
+# Generation is costly per row: a full request must finish inside the server's request timeout
+# (`mlflow models serve --timeout`, 60 s by default) or the client gets a 504.
+LIMITS = RequestLimits(max_rows=16, max_chars=50_000)
+MAX_NEW_TOKENS = 1024
 EXAMPLE_DIALOGUE = (
     "Ana: Can you pick up the kids at four today?\n"
     "Luis: I have a meeting until half past four.\n"
@@ -34,18 +39,13 @@ def signature(max_new_tokens: int) -> ModelSignature:
     )
 
 
-def _bad_request(message: str) -> MlflowException:
-    # INVALID_PARAMETER_VALUE makes the scoring server answer 400 rather than 500.
-    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
-
-
 class SummarizerModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
-        from pipelines.runtime import configure_threads, pick_device
+        from pipelines.runtime import configure_threads, pick_device, serving_threads
         from pipelines.sources.models import load_lm
 
         cfg = context.model_config
-        configure_threads()
+        configure_threads(serving_threads())
         device = pick_device(cfg.get("device", "auto"))
         weights = context.artifacts.get("weights")
         self.model, self.tokenizer, _ = load_lm(weights or cfg["base_source"], device=device)
@@ -60,33 +60,26 @@ class SummarizerModel(mlflow.pyfunc.PythonModel):
                 self.model = self.model.merge_and_unload()
         self.model.eval()
         self.cfg = cfg
+        self.limits = LIMITS.updated_from(cfg)
+        # One generation at a time per worker; requests that queue meanwhile share the next one.
+        self.batcher = MicroBatcher(self._generate, max_rows=self.limits.max_rows)
 
-    def predict(self, context, model_input, params=None):
+    def _generate(self, dialogues: list[str], max_new_tokens: int) -> list[str]:
         from pipelines.tasks.summarization import generate_summaries
 
-        if isinstance(model_input, pd.DataFrame):
-            if INPUT_COLUMN not in model_input.columns:
-                raise _bad_request(f"input needs a '{INPUT_COLUMN}' column, got {list(model_input.columns)}")
-            dialogues = model_input[INPUT_COLUMN].tolist()
-        elif isinstance(model_input, (list, tuple)):
-            dialogues = list(model_input)
-        else:
-            raise _bad_request(f"input must be a table with a '{INPUT_COLUMN}' column")
-        for i, text in enumerate(dialogues):
-            if not isinstance(text, str) or not text.strip():
-                raise _bad_request(f"row {i}: '{INPUT_COLUMN}' must be a non-empty string")
-        requested = (params or {}).get("max_new_tokens")
-        max_new = int(self.cfg["max_new_tokens"] if requested is None else requested)
-        if not 1 <= max_new <= 1024:
-            raise _bad_request(f"max_new_tokens must be between 1 and 1024, got {max_new}")
-        summaries = generate_summaries(
-            self.model, self.tokenizer, self.cfg["instruction"], dialogues, max_new_tokens=max_new,
+        return generate_summaries(
+            self.model, self.tokenizer, self.cfg["instruction"], dialogues, max_new_tokens=max_new_tokens,
             batch_size=int(self.cfg.get("batch_size", 8)), max_prompt_tokens=self.cfg.get("max_prompt_tokens"),
         )
-        return pd.DataFrame({"summary": summaries})
+
+    def predict(self, context, model_input, params=None):
+        dialogues = texts_from_input(model_input, INPUT_COLUMN, self.limits)
+        max_new = int_param(params, "max_new_tokens", int(self.cfg["max_new_tokens"]), 1, MAX_NEW_TOKENS)
+        return pd.DataFrame({"summary": self.batcher.submit(dialogues, key=max_new)})
 
 
-SERVING_PACKAGES = {"torch", "transformers", "peft", "accelerate", "mlflow", "pandas", "safetensors", "gguf", "sentencepiece"}
+SERVING_PACKAGES = {"torch", "transformers", "peft", "accelerate", "mlflow", "pandas", "safetensors", "gguf", "sentencepiece",
+                    "uvloop"}
 
 
 def pip_requirements() -> list[str]:
@@ -109,6 +102,7 @@ def log_summarizer(*, base_source: str, artifact_kind: str, artifact_dir: str | 
         "max_new_tokens": generation.max_new_tokens,
         "batch_size": generation.batch_size,
         "max_prompt_tokens": max_prompt_tokens,
+        **LIMITS.as_config(),
     }
     return mlflow.pyfunc.log_model(
         name="model",
