@@ -18,9 +18,8 @@ from pipelines.config import ExperimentSpec, load_spec
 from pipelines.report import comparison_table, quality_cost_chart, reading, to_markdown
 from pipelines.resume import cell_key, data_fingerprint, mark_resumed, reusable_cells
 from pipelines.runtime import configure_threads
-from pipelines.sources.datasets import load_splits
 from pipelines.sources.models import resolve_model
-from pipelines.tasks.classification import prepare_labels
+from pipelines.tasks import load_task_splits
 from pipelines.tracking import failing_run_on_error, setup_tracking
 from registry.promote import promote
 
@@ -34,9 +33,7 @@ def run(spec: ExperimentSpec, spec_path: str | None = None):
         mlflow.log_artifact(spec_path, "spec")
     # Resolve every input before the first cell trains: bad data or an unknown model fails in seconds.
     classification = spec.task == "classification"
-    splits = {d.name: load_splits(d, spec.seed, labels=classification) for d in spec.datasets}
-    if classification:
-        splits = {d.name: prepare_labels(splits[d.name], d) for d in spec.datasets}
+    splits = {d.name: load_task_splits(d, spec.seed, spec.task) for d in spec.datasets}
     for d in spec.datasets:
         labels = f", labels {list(splits[d.name].labels)}" if classification else ""
         print(f"[data] {d.name}: {len(splits[d.name].train)} train / {len(splits[d.name].eval)} eval rows{labels}",

@@ -33,7 +33,8 @@ from pipelines.errors import PlatformError
 from pipelines.hpo_config import HpoSettings, trial_spec
 from pipelines.hpo_report import log_study_summary
 from pipelines.runtime import configure_threads
-from pipelines.sources.datasets import Splits, load_splits
+from pipelines.sources.datasets import Splits
+from pipelines.tasks import load_task_splits
 from pipelines.sources.models import resolve_model
 from pipelines.tracking import failing_run_on_error, setup_tracking
 
@@ -127,7 +128,7 @@ class Objective:
         # The space may reach dataset fields (e.g. max_train_rows): load per distinct dataset spec.
         key = dataset.model_dump_json() + str(seed)
         if key not in self._splits:
-            self._splits[key] = load_splits(dataset, seed)
+            self._splits[key] = load_task_splits(dataset, seed, self.spec.task)
         return self._splits[key]
 
     def __call__(self, trial: optuna.Trial) -> float:

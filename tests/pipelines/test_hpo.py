@@ -181,3 +181,18 @@ def test_bad_input_fails_before_training_with_one_line_and_a_failed_run(case, ex
         assert "exists with direction minimize, but hpo.direction is maximize" in err_lines[0]
     runs = runs_of(MlflowClient())
     assert len(runs) == 1 and runs[0].info.status == "FAILED" and expected in runs[0].data.tags["error"]
+
+
+def test_a_classification_study_tunes_toward_accuracy(tracking, tmp_path, tiny_encoder_dir, sentiment_files):
+    from tests.pipelines.test_cell_classification import write_cls_spec
+
+    spec = write_cls_spec(
+        tmp_path, tiny_encoder_dir, sentiment_files, [{"name": "full", "learning_rate": 3e-3}],
+        train={"max_steps": 8, "batch_size": 8, "log_every": 4, "max_seq_len": 32, "eval_every_steps": 4},
+        hpo={"n_trials": 2, "metric": "accuracy", "pruner": "none",
+             "space": {"methods.0.learning_rate": {"type": "float", "low": 1e-4, "high": 3e-3, "log": True}}},
+    )
+    assert hpo.main([spec, "--storage", storage_url(tmp_path)]) == 0
+    study = optuna.load_study(study_name="tiny_cls", storage=storage_url(tmp_path))
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert all(0.0 <= t.value <= 1.0 for t in study.trials)  # accuracy of each trial's eval split
