@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pipelines.tasks.summarization import Encoded, collate, length_grouped_batches
+from pipelines.tasks.summarization import Encoded, collate, length_grouped_batches, padded_tokens, summary_loss
 
 
 @dataclass
@@ -26,6 +26,7 @@ class TrainResult:
     tokens_per_s: float
     final_loss: float
     stopped_by: str  # "steps", "epochs", "time" or "early_stopping"
+    padding_share: float = 0.0  # share of the batches' token slots that held padding
     best_step: int | None = None  # the step whose weights were kept, when validating during training
     best_value: float | None = None
 
@@ -108,7 +109,7 @@ def train(
     model.train()
     started = time.perf_counter()
     window_loss = torch.zeros((), device=device)
-    window_tokens = tokens = examples_seen = 0
+    window_tokens = tokens = examples_seen = slots = 0
     window_start, window_steps, last_loss, step = started, 0, float("nan"), 0
     for step in range(total_steps):
         lr = lr_at(step, total_steps, learning_rate, warmup)
@@ -118,11 +119,12 @@ def train(
             idx = next(stream)
             batch = {k: v.to(device, non_blocking=True) for k, v in collate([examples[i] for i in idx], pad_id).items()}
             with autocast:
-                loss = model(**batch).loss / settings.grad_accum
+                loss = summary_loss(model, batch) / settings.grad_accum
             loss.backward()
             window_loss += loss.detach()
             n_tokens = sum(lengths[i] for i in idx)
             tokens += n_tokens
+            slots += padded_tokens([examples[i] for i in idx])
             window_tokens += n_tokens
             examples_seen += len(idx)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -170,7 +172,7 @@ def train(
     return TrainResult(
         steps=step + 1 if total_steps else 0, examples=examples_seen, tokens=tokens, train_time_s=elapsed,
         tokens_per_s=tokens / max(elapsed, 1e-9), final_loss=last_loss, stopped_by=stopped_by,
-        best_step=best.best_step, best_value=best.best_value,
+        best_step=best.best_step, best_value=best.best_value, padding_share=1 - tokens / max(slots, 1),
     )
 
 
@@ -184,6 +186,6 @@ def eval_loss(model, examples: list[Encoded], batch_size: int, pad_id: int, devi
         chunk = [examples[i] for i in order[start : start + batch_size]]
         batch = {k: v.to(device) for k, v in collate(chunk, pad_id).items()}
         n = int((batch["labels"] != -100).sum())
-        total += model(**batch).loss.item() * n
+        total += summary_loss(model, batch).item() * n
         count += n
     return total / max(count, 1)

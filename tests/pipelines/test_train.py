@@ -92,3 +92,14 @@ def test_validation_logs_step_metrics_stops_early_and_keeps_the_best_weights(tin
     assert val_steps == [(2, 0.10), (4, 0.30), (6, 0.20), (8, 0.25)]
     for name, param in model.named_parameters():  # the weights of step 4, not of step 8
         torch.testing.assert_close(param, seen[4][name], rtol=0, atol=0)
+
+
+def test_padding_share_counts_the_padded_slots(tiny_lm_dir):
+    from pipelines.tasks.summarization import length_grouped_batches
+
+    settings = TrainSettings(epochs=1, batch_size=3, log_every=1)
+    *_, data, result, _ = fit(tiny_lm_dir, LoraMethod(r=2), settings, seed=3)
+    lengths = [len(e.input_ids) for e in data]
+    slots = sum(len(b) * max(lengths[i] for i in b) for b in length_grouped_batches(lengths, 3, seed=3))
+    assert result.padding_share == pytest.approx(1 - sum(lengths) / slots)
+    assert 0 < result.padding_share < 0.5
