@@ -1,7 +1,7 @@
 """Peak RSS and step time of SmolLM2 training under each memory option, each configuration in a
 fresh process (so one's heap never inflates the next one's peak), on the longest DialogSum rows.
 
-    python benchmarks/memory_options.py                          # batch 8 x 512, 2 steps each (~8 min here)
+    python benchmarks/memory_options.py                          # batch 8 x 512, 1 + 3 steps each (~12 min here)
     python benchmarks/memory_options.py --steps 1 --batch-size 2 --max-seq-len 128 --only lora-bf16   # smoke
 
 Configurations: full fine-tuning and LoRA (r=8, all linear layers, dropout 0.05) in float32 and
@@ -32,7 +32,7 @@ CONFIGS = {
 
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-seq-len", type=int, default=512)
     ap.add_argument("--pool", type=int, default=400, help="rows sampled before picking the longest")
