@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from common import INSTRUCTION, default_data, dialogsum_rows, machine, write_result
-
 import torch
+from common import INSTRUCTION, default_data, dialogsum_rows, machine, write_result
 
 from pipelines.config import TrainSettings
 from pipelines.methods import FullMethod, LoraMethod
@@ -59,10 +58,9 @@ def run(args, method_name: str, precision: str, train_rows, eval_rows) -> dict:
     settings = TrainSettings(max_steps=args.steps, batch_size=args.batch_size, max_seq_len=args.max_seq_len,
                              log_every=10, precision=precision)
     amp = autocast_dtype(precision, CPU)
-    with ResourceMeter(CPU) as meter:
-        with prepared_for_training(model, settings, amp):
-            fit = train(model, [encode(ex) for ex in train_rows], settings, learning_rate=method.learning_rate,
-                        weight_decay=0.0, seed=args.seed, pad_id=tokenizer.pad_token_id, device=CPU, amp_dtype=amp)
+    with ResourceMeter(CPU) as meter, prepared_for_training(model, settings, amp):
+        fit = train(model, [encode(ex) for ex in train_rows], settings, learning_rate=method.learning_rate,
+                    weight_decay=0.0, seed=args.seed, pad_id=tokenizer.pad_token_id, device=CPU, amp_dtype=amp)
     predictions = generate_summaries(model, tokenizer, INSTRUCTION, [ex.text for ex in eval_rows], args.max_new_tokens,
                                      16, max_prompt_tokens=args.max_seq_len)
     scores = summarization_scores(predictions, [list(ex.references) for ex in eval_rows])

@@ -15,9 +15,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-import torch  # noqa: E402
+import torch
 
-from pipelines.sources.datasets import read_rows, validate_rows  # noqa: E402
+from pipelines.sources.datasets import read_rows, validate_rows
 
 INSTRUCTION = "Summarize the following dialogue in one or two sentences."
 DIALOGSUM = "../shared/data/dialogsum"  # relative to the repository root, as in experiments/

@@ -18,9 +18,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import INSTRUCTION, default_data, dialogsum_rows, machine, write_result
-
 import torch
+from common import INSTRUCTION, default_data, dialogsum_rows, machine, write_result
 
 from pipelines.runtime import configure_threads
 from pipelines.sources.models import load_lm

@@ -68,8 +68,8 @@ def run_one(args, config: dict) -> dict:
                              log_every=1, warmup_ratio=0.0, precision=config["precision"],
                              gradient_checkpointing=config.get("gradient_checkpointing", False))
     amp = autocast_dtype(settings.precision, cpu)
-    kwargs = dict(learning_rate=method.learning_rate, weight_decay=0.0, seed=0, pad_id=tokenizer.pad_token_id,
-                  device=cpu, amp_dtype=amp)
+    kwargs = {"learning_rate": method.learning_rate, "weight_decay": 0.0, "seed": 0, "pad_id": tokenizer.pad_token_id,
+              "device": cpu, "amp_dtype": amp}
     with prepared_for_training(model, settings, amp):
         # One step first, unmetered: kernel selection and the first touch of memory happen once per process.
         train(model, longest[: args.batch_size], settings.model_copy(update={"max_steps": 1}), **kwargs)
@@ -91,7 +91,8 @@ def main() -> None:
     for name in names:
         print(f"== {name} ==", flush=True)
         started = time.perf_counter()
-        proc = subprocess.run([sys.executable, __file__, "--one", name, *passthrough], capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, __file__, "--one", name, *passthrough], capture_output=True, text=True,
+                              check=False)
         lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
         if proc.returncode or not lines:
             print(proc.stdout[-2000:], proc.stderr[-2000:], flush=True)
@@ -100,7 +101,7 @@ def main() -> None:
         r = results[name]
         print(f"  peak RSS {r['peak_rss_gb']:.2f} GB  {r['s_per_step']:.1f} s/step  {r['tokens_per_s']:.0f} tok/s  "
               f"(mean {r['mean_len']:.0f} tokens/row; {time.perf_counter() - started:.0f} s)", flush=True)
-    print(f"\n| configuration | peak RSS (GB) | s/step | tokens/s |\n|---|---|---|---|")
+    print("\n| configuration | peak RSS (GB) | s/step | tokens/s |\n|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['peak_rss_gb']:.2f} | {r['s_per_step']:.1f} | {r['tokens_per_s']:.0f} |")
     write_result("memory_options", {"args": vars(args), "machine_before": started_env, "machine_after": machine(),

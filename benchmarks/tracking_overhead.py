@@ -23,10 +23,9 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from common import INSTRUCTION, default_data, dialogsum_rows, machine, write_result
-
 import mlflow
 import torch
+from common import INSTRUCTION, default_data, dialogsum_rows, machine, write_result
 
 from pipelines.config import TrainSettings
 from pipelines.methods import LoraMethod
@@ -83,8 +82,8 @@ def run_arm(args, rows, tracked: bool) -> dict:
         spent_validating += time.perf_counter() - started
         return scores
 
-    kwargs = dict(learning_rate=method.learning_rate, weight_decay=0.0, seed=args.seed, pad_id=tokenizer.pad_token_id,
-                  device=CPU, amp_dtype=amp)
+    kwargs = {"learning_rate": method.learning_rate, "weight_decay": 0.0, "seed": args.seed,
+              "pad_id": tokenizer.pad_token_id, "device": CPU, "amp_dtype": amp}
     release_freed_memory()
     # Timed from the first step to the last; the run's start and end (a fixed ~1 s) are left out.
     with mlflow.start_run(run_name="tracked", log_system_metrics=True) if tracked else nullcontext():

@@ -20,9 +20,8 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-from common import INSTRUCTION, default_data, dialogsum_rows, machine, write_result
-
 import torch
+from common import INSTRUCTION, default_data, dialogsum_rows, machine, write_result
 
 from pipelines.config import TrainSettings
 from pipelines.efficiency import peak_flops, training_flops_per_token
@@ -74,10 +73,9 @@ def run_project(args, examples, held_out) -> dict:
     amp = autocast_dtype(settings.precision, CPU)
     mean_len = sum(e.n_tokens for e in examples) / len(examples)
     flops_per_token = training_flops_per_token(model, mean_len, head_share=head_share(model, examples))
-    with ResourceMeter(CPU) as meter:
-        with prepared_for_training(model, settings, amp):
-            fit = train(model, examples, settings, learning_rate=method.learning_rate, weight_decay=0.0,
-                        seed=args.seed, pad_id=tokenizer.pad_token_id, device=CPU, amp_dtype=amp)
+    with ResourceMeter(CPU) as meter, prepared_for_training(model, settings, amp):
+        fit = train(model, examples, settings, learning_rate=method.learning_rate, weight_decay=0.0,
+                    seed=args.seed, pad_id=tokenizer.pad_token_id, device=CPU, amp_dtype=amp)
     peak = args.peak_gflops * 1e9 if args.peak_gflops else peak_flops(CPU, torch.bfloat16)
     return {
         "precision": str(amp or torch.float32), "steps": fit.steps, "examples": fit.examples, "real_tokens": fit.tokens,

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 
 import torch
 
-from pipelines.tasks.summarization import Encoded, collate, length_grouped_batches, padded_tokens, summary_loss
+from pipelines.tasks.summarization import (
+    Encoded,
+    collate,
+    length_grouped_batches,
+    padded_tokens,
+    summary_loss,
+)
 
 
 @dataclass

@@ -15,5 +15,5 @@ def test_auto_precision_is_bf16_on_cpus_with_amx_and_float32_elsewhere(monkeypat
 def test_explicit_precision_wins_over_the_hardware(monkeypatch):
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": True})
     assert autocast_dtype("float32", CPU) is None
-    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {})
+    monkeypatch.setattr(torch.cpu, "get_capabilities", dict)
     assert autocast_dtype("bfloat16", CPU) == torch.bfloat16

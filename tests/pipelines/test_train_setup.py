@@ -5,7 +5,15 @@ import torch
 
 from pipelines.config import TrainSettings
 from pipelines.errors import PlatformError
-from pipelines.methods import DoraMethod, FullMethod, Ia3Method, LoraMethod, PrefixMethod, PromptMethod, QloraMethod
+from pipelines.methods import (
+    DoraMethod,
+    FullMethod,
+    Ia3Method,
+    LoraMethod,
+    PrefixMethod,
+    PromptMethod,
+    QloraMethod,
+)
 from pipelines.sources.models import load_lm
 from pipelines.tasks.summarization import collate, encode_for_training, summary_loss
 from pipelines.train import train
@@ -101,6 +109,6 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_lm_dir):
 
 def test_checkpointing_a_model_that_cannot_fails_with_the_setting_named():
     model = torch.nn.Linear(2, 2)
-    with pytest.raises(PlatformError, match="^train.gradient_checkpointing: Linear does not support it"):
-        with prepared_for_training(model, TrainSettings(gradient_checkpointing=True), None):
-            pass
+    with (pytest.raises(PlatformError, match="^train.gradient_checkpointing: Linear does not support it"),
+          prepared_for_training(model, TrainSettings(gradient_checkpointing=True), None)):
+        pass
