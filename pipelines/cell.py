@@ -26,8 +26,9 @@ from pipelines.resources import ResourceMeter, bytes_on_disk, parameter_counts, 
 from pipelines.runtime import autocast_dtype, pick_device
 from pipelines.sources.datasets import Splits
 from pipelines.sources.models import is_seq2seq, load_lm
-from pipelines.tasks.summarization import encode_for_training, generate_summaries
+from pipelines.tasks.summarization import encode_for_training, generate_summaries, head_share
 from pipelines.train import eval_loss, train
+from pipelines.train_setup import prepared_for_training
 from registry.summarizer import log_summarizer
 
 
@@ -170,23 +171,28 @@ def _fit_and_predict(spec, model_src, method, train_examples, eval_examples, dev
             print(f"  {truncated}/{len(train_set)} training dialogues truncated to max_seq_len={spec.train.max_seq_len}")
         subset = eval_examples[: spec.train.eval_subset]
 
-        def validate(m):
-            predictions = generate_summaries(m, tokenizer, gen.instruction, [ex.text for ex in subset],
-                                             gen.max_new_tokens, gen.batch_size, max_prompt_tokens=spec.train.max_seq_len)
+        amp = autocast_dtype(spec.train.precision, device)
+
+        def validate(m):  # the model as it trains: a bf16 base needs autocast to run at speed
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                predictions = generate_summaries(m, tokenizer, gen.instruction, [ex.text for ex in subset],
+                                                 gen.max_new_tokens, gen.batch_size,
+                                                 max_prompt_tokens=spec.train.max_seq_len)
             return summarization_scores(predictions, [list(ex.references) for ex in subset])
 
-        amp = autocast_dtype(spec.train.precision, device)
-        flops_per_token = training_flops_per_token(model, sum(e.n_tokens for e in train_set) / max(1, len(train_set)))
+        flops_per_token = training_flops_per_token(model, sum(e.n_tokens for e in train_set) / max(1, len(train_set)),
+                                                   head_share=head_share(model, train_set))
         peak = peak_flops(device, amp or torch.float32)
-        fit = train(
-            model, train_set, spec.train, learning_rate=method.learning_rate, weight_decay=method.weight_decay,
-            seed=spec.seed, pad_id=pad_id, device=device, amp_dtype=amp,
-            log=lambda metrics, step: mlflow.log_metrics(metrics, step=step), validate=validate,
-            on_validation=on_validation, flops_per_token=flops_per_token, peak_flops=peak,
-        )
+        with prepared_for_training(model, spec.train, amp):  # frozen base in bf16, checkpointing, compile
+            fit = train(
+                model, train_set, spec.train, learning_rate=method.learning_rate, weight_decay=method.weight_decay,
+                seed=spec.seed, pad_id=pad_id, device=device, amp_dtype=amp,
+                log=lambda metrics, step: mlflow.log_metrics(metrics, step=step), validate=validate,
+                on_validation=on_validation, flops_per_token=flops_per_token, peak_flops=peak,
+            )
         scalars.update(train_steps=fit.steps, train_examples=fit.examples, train_tokens=fit.tokens,
                        train_time_s=fit.train_time_s, train_tokens_per_s=fit.tokens_per_s,
-                       train_flops_per_token=flops_per_token, peak_flops=peak,
+                       train_flops_per_token=flops_per_token, peak_flops=peak, padding_share=fit.padding_share,
                        mfu=fit.tokens_per_s * flops_per_token / peak)
         if fit.best_step is not None:
             scalars.update(best_step=fit.best_step, best_val_score=fit.best_value)

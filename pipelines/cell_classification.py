@@ -19,7 +19,7 @@ from pipelines.metrics import classification_scores, confusion_matrix_figure
 from pipelines.resources import bytes_on_disk, parameter_counts
 from pipelines.runtime import autocast_dtype
 from pipelines.sources.models import load_classifier
-from pipelines.tasks.classification import collate_labels, encode_text, predict_proba
+from pipelines.tasks.classification import classification_loss, collate_labels, encode_text, predict_proba
 from pipelines.tasks.tokenizer_stats import tokenizer_stats
 from pipelines.train import train
 from registry.classifier import log_classifier
@@ -71,6 +71,7 @@ def fit_and_predict(spec, model_src, method, splits, eval_examples, device, work
         seed=spec.seed, pad_id=tokenizer.pad_token_id, device=device, amp_dtype=amp,
         log=lambda metrics, step: mlflow.log_metrics(metrics, step=step), validate=validate,
         on_validation=on_validation, flops_per_token=flops_per_token, peak_flops=peak, collate_fn=collate_labels,
+        loss_fn=classification_loss,
     )
     scalars.update(train_steps=fit.steps, train_examples=fit.examples, train_tokens=fit.tokens,
                    train_time_s=fit.train_time_s, train_tokens_per_s=fit.tokens_per_s,

@@ -81,8 +81,12 @@ class TrainSettings(_Strict):
     early_stopping_patience: int | None = Field(
         None, ge=1, description="stop after this many validations without improvement (never when absent)")
     precision: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto", description="auto: bf16 autocast on CUDA with bf16 support, float32 elsewhere"
+        "auto", description="bfloat16: bf16 autocast, and an adapter's frozen base held in bf16 while it trains; "
+        "auto: bfloat16 on CUDA with bf16 support, float32 elsewhere (CPUs with AMX too, until bf16 quality is measured)"
     )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute each layer's activations in the backward pass: less memory, ~30% more compute")
+    compile: bool = Field(False, description="torch.compile the model for training (slow to compile; off by default)")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
 
 

@@ -2,9 +2,11 @@
 matmul peak (cached), and MFU, the way nanoGPT reports it.
 
 FLOPs are counted as matmul work only, 2 per multiply-accumulate:
-- forward, per token: 2 x (in x out) summed over every linear layer (the output head included,
-  embeddings excluded: a lookup does no matmul work), plus attention's two T x d products per
-  layer, 4 x layers x d_model x T for a sequence of T tokens;
+- forward, per token: 2 x (in x out) summed over every linear layer (embeddings excluded: a
+  lookup does no matmul work), plus attention's two T x d products per layer, 4 x layers x
+  d_model x T for a sequence of T tokens. The output head counts only at the share of tokens
+  where it runs: `summary_loss` computes logits at the summary's positions alone, and counting
+  the head everywhere would credit the run with work it skips;
 - full fine-tuning: forward + backward = 3 x forward;
 - frozen base (adapters): the backward still computes input gradients through every layer
   (1 x forward) but weight gradients only for the trainable parameters (2 x trainable).
@@ -39,8 +41,16 @@ def attention_flops_per_token(model, seq_len: float) -> float:
     return 4.0 * layers * width * seq_len
 
 
-def training_flops_per_token(model, seq_len: float) -> float:
-    forward = 2.0 * linear_macs(model) + attention_flops_per_token(model, seq_len)
+def head_macs(model) -> int:
+    """Multiply-accumulates per token of the output head (0 when the model has none)."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return head.in_features * head.out_features if isinstance(head, torch.nn.Linear) else 0
+
+
+def training_flops_per_token(model, seq_len: float, head_share: float = 1.0) -> float:
+    """Model FLOPs per trained token; `head_share`: the share of tokens the output head runs at."""
+    body = linear_macs(model) - head_macs(model) * (1.0 - head_share)
+    forward = 2.0 * body + attention_flops_per_token(model, seq_len)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     if trainable >= total:

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 
 import torch
 
-from pipelines.tasks.summarization import Encoded, collate, length_grouped_batches
+from pipelines.tasks.summarization import (
+    Encoded,
+    collate,
+    length_grouped_batches,
+    padded_tokens,
+    summary_loss,
+)
 
 
 @dataclass
@@ -26,6 +32,7 @@ class TrainResult:
     tokens_per_s: float
     final_loss: float
     stopped_by: str  # "steps", "epochs", "time" or "early_stopping"
+    padding_share: float = 0.0  # share of the batches' token slots that held padding
     best_step: int | None = None  # the step whose weights were kept, when validating during training
     best_value: float | None = None
 
@@ -85,11 +92,13 @@ def train(
     validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
     on_validation: Callable[[dict[str, float], int], None] | None = None,
     flops_per_token: float | None = None, peak_flops: float | None = None, collate_fn=collate,
+    loss_fn=summary_loss,
 ) -> TrainResult:
     """Train in place. With `validate` and `settings.eval_every_steps`, the model is scored every
     N steps (logged as `val_<metric>`), training stops early after `early_stopping_patience`
     validations without a gain on `settings.select_metric`, and the best weights are restored.
-    `collate_fn(examples, pad_id)` builds a batch of the task's examples (each has `n_tokens`).
+    `collate_fn(examples, pad_id)` builds a batch of the task's examples (each has `n_tokens`) and
+    `loss_fn(model, batch)` computes its loss.
     `on_validation(scores, step)` is told every validation; it may raise to stop training (a
     tuning study prunes a trial that way) and the exception leaves `train` unchanged."""
     total_steps, stopped_by = plan_steps(len(examples), settings)
@@ -112,7 +121,7 @@ def train(
     model.train()
     started = time.perf_counter()
     window_loss = torch.zeros((), device=device)
-    window_tokens = tokens = examples_seen = 0
+    window_tokens = tokens = examples_seen = slots = 0
     window_start, window_steps, last_loss, step = started, 0, float("nan"), 0
     for step in range(total_steps):
         lr = lr_at(step, total_steps, learning_rate, warmup)
@@ -122,11 +131,12 @@ def train(
             idx = next(stream)
             batch = {k: v.to(device, non_blocking=True) for k, v in collate_fn([examples[i] for i in idx], pad_id).items()}
             with autocast:
-                loss = model(**batch).loss / settings.grad_accum
+                loss = loss_fn(model, batch) / settings.grad_accum
             loss.backward()
             window_loss += loss.detach()
             n_tokens = sum(lengths[i] for i in idx)
             tokens += n_tokens
+            slots += padded_tokens([examples[i] for i in idx])
             window_tokens += n_tokens
             examples_seen += len(idx)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -176,7 +186,7 @@ def train(
     return TrainResult(
         steps=step + 1 if total_steps else 0, examples=examples_seen, tokens=tokens, train_time_s=elapsed,
         tokens_per_s=tokens / max(elapsed, 1e-9), final_loss=last_loss, stopped_by=stopped_by,
-        best_step=best.best_step, best_value=best.best_value,
+        best_step=best.best_step, best_value=best.best_value, padding_share=1 - tokens / max(slots, 1),
     )
 
 
@@ -190,6 +200,6 @@ def eval_loss(model, examples: list[Encoded], batch_size: int, pad_id: int, devi
         chunk = [examples[i] for i in order[start : start + batch_size]]
         batch = {k: v.to(device) for k, v in collate(chunk, pad_id).items()}
         n = int((batch["labels"] != -100).sum())
-        total += model(**batch).loss.item() * n
+        total += summary_loss(model, batch).item() * n
         count += n
     return total / max(count, 1)

@@ -4,6 +4,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from pipelines.methods.adapter_dropout import use_adapter_dropout
 from pipelines.methods.common import TrainedMethod
 from pipelines.methods.peft_wrap import task_type, wrap
 
@@ -29,7 +30,9 @@ class LoraMethod(TrainedMethod):
                           target_modules=self.target_modules, use_dora=self.use_dora, task_type=task_type(model))
 
     def apply(self, model):
-        return wrap(model, self.lora_config(model), self.name)
+        model = wrap(model, self.lora_config(model), self.name)
+        use_adapter_dropout(model)  # peft's nn.Dropout is the slowest part of a CPU step
+        return model
 
 
 class DoraMethod(LoraMethod):

@@ -5,6 +5,7 @@ from typing import Literal
 from pydantic import Field
 
 from pipelines.errors import PlatformError
+from pipelines.methods.adapter_dropout import use_adapter_dropout
 from pipelines.methods.lora import LoraMethod
 from pipelines.methods.peft_wrap import wrap
 
@@ -34,4 +35,6 @@ class QloraMethod(LoraMethod):
 
         # Gradient checkpointing stays a training setting of its own, not a side effect of QLoRA.
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-        return wrap(model, self.lora_config(model), self.name)
+        model = wrap(model, self.lora_config(model), self.name)
+        use_adapter_dropout(model)
+        return model

@@ -74,6 +74,11 @@ def collate_labels(batch: list[EncodedText], pad_id: int) -> dict[str, torch.Ten
     return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([item.label for item in batch])}
 
 
+def classification_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Cross-entropy of the head's logits (the model computes it from `labels`)."""
+    return model(**batch).loss
+
+
 @torch.inference_mode()
 def predict_proba(model, tokenizer, texts: list[str], max_len: int, batch_size: int = 32) -> torch.Tensor:
     """Class probabilities (n, n_labels) in input order; batches are sorted by length so little

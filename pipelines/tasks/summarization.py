@@ -3,6 +3,7 @@ encoder-decoder (prompt into the encoder, summary as decoder labels): prompt for
 batched generation."""
 from __future__ import annotations
 
+import inspect
 import random
 from dataclasses import dataclass
 
@@ -83,6 +84,52 @@ def collate(batch: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
         labels[row, : len(item.labels)] = torch.tensor(item.labels)
         mask[row, :n] = 1
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def padded_tokens(batch: list[Encoded]) -> int:
+    """Token slots `collate` fills for this batch, padding included."""
+    slots = len(batch) * max(len(item.input_ids) for item in batch)
+    if getattr(batch[0], "seq2seq", False):  # other tasks' examples have no decoder side
+        slots += len(batch) * max(len(item.labels) for item in batch)
+    return slots
+
+
+def summary_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy over the target tokens, the same value as `model(**batch).loss`.
+
+    A causal LM's loss covers only the summary (~10% of the tokens here), so the output head and
+    the softmax over the vocabulary (49k for SmolLM2: a fifth of the model's matmul work, and the
+    largest activations of a step) run only at the positions that predict a summary token
+    (transformers' `logits_to_keep` with a boolean mask). Models that cannot take that
+    (encoder-decoders, prompt-learning adapters that prepend virtual tokens) use their own loss.
+    """
+    if not predicts_at_targets_only(model):
+        return model(**batch).loss
+    labels = batch["labels"]
+    next_token = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)  # position t predicts t+1
+    keep = next_token != IGNORE_INDEX
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
+    return torch.nn.functional.cross_entropy(logits.float(), next_token[keep])
+
+
+def head_share(model, examples: list[Encoded]) -> float:
+    """Share of the tokens at which `summary_loss` runs the output head (for FLOP counting)."""
+    if not predicts_at_targets_only(model):
+        return 1.0
+    targets = sum(sum(label != IGNORE_INDEX for label in e.labels[1:]) for e in examples)
+    return targets / max(1, sum(len(e.input_ids) for e in examples))
+
+
+def predicts_at_targets_only(model) -> bool:
+    """Whether `summary_loss` can compute logits at the target positions alone."""
+    model = getattr(model, "_orig_mod", model)  # under torch.compile
+    if getattr(model.config, "is_encoder_decoder", False):
+        return False
+    peft_config = getattr(model, "active_peft_config", None)
+    if peft_config is not None and peft_config.is_prompt_learning:
+        return False
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group: int = 32) -> list[list[int]]:

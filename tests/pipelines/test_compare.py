@@ -56,6 +56,7 @@ def test_grid_logs_one_child_per_cell_a_report_and_a_champion(tracking, tmp_path
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert "predictions.json" in artifacts
     trained = {m: children[m].data.metrics for m in ("full", "lora")}
+    assert all(0 <= trained[m]["padding_share"] < 1 for m in trained)
     assert children["base"].data.metrics["saved_bytes"] == 0
     assert 0 < trained["lora"]["saved_bytes"] < trained["full"]["saved_bytes"]
     assert trained["lora"]["params_trainable"] < trained["full"]["params_trainable"]

@@ -37,6 +37,7 @@ def test_method_hyperparameters_are_typed():
     "data, expected",
     [
         (with_(trian={"epochs": 1}), "trian: Extra inputs are not permitted"),
+        (with_(train={"gradient_checkpointing": "sometimes"}), "train.gradient_checkpointing: Input should be a valid boolean"),
         (with_(train={"batch_size": 0}), "train.batch_size: Input should be greater than or equal to 1"),
         (with_(methods=[{"name": "base"}, {"name": "lora", "r": "big"}]), "methods.1.r: Input should be a valid integer"),
         (with_(methods=[{"name": "lora", "rank": 8}]), "methods.0.rank: Extra inputs are not permitted"),

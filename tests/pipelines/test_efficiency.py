@@ -35,3 +35,24 @@ def test_peak_is_measured_once_and_cached(tmp_path, monkeypatch):
     first = peak_flops(torch.device("cpu"), shapes=shapes, seconds=0.05)
     assert first > 1e6 and (tmp_path / "peak_flops.json").is_file()
     assert peak_flops(torch.device("cpu"), shapes=shapes, seconds=0.05) == first
+
+
+def test_the_output_head_counts_only_where_it_runs(tiny_lm):
+    from pipelines.efficiency import attention_flops_per_token, head_macs
+
+    model, _ = tiny_lm
+    vocab = model.config.vocab_size
+    # Hand count for the fixture's llama (hidden 64, 4 heads of 16, 2 kv heads, mlp 128, 2 layers):
+    # q 64x64 + k 64x32 + v 64x32 + o 64x64 + gate, up, down 3 x 64x128 = 36,864 MACs per layer.
+    assert head_macs(model) == 64 * vocab
+    assert linear_macs(model) == 2 * 36_864 + 64 * vocab
+    assert attention_flops_per_token(model, seq_len=10) == 4 * 2 * 64 * 10
+    full = 3 * (2 * (2 * 36_864 + 64 * vocab) + 4 * 2 * 64 * 10)
+    assert training_flops_per_token(model, seq_len=10) == full
+    quarter = 3 * (2 * (2 * 36_864 + 0.25 * 64 * vocab) + 4 * 2 * 64 * 10)
+    assert training_flops_per_token(model, seq_len=10, head_share=0.25) == quarter
+    # A frozen base with LoRA r=2 on q only: 4x the frozen work + 6x the adapter's (+ 2x attention).
+    lora = LoraMethod(r=2, target_modules=["q_proj"]).apply(model)
+    adapter = 2 * (64 * 2 + 2 * 64)  # two layers, A: 64->2, B: 2->64 (MACs per token = parameters)
+    expected = 4 * (2 * 36_864 + 0.25 * 64 * vocab) + 6 * adapter + 2 * (4 * 2 * 64 * 10)
+    assert training_flops_per_token(lora, seq_len=10, head_share=0.25) == expected

@@ -1,9 +1,13 @@
-"""Thread settings: a server worker takes its share of the cores, not all of them."""
+"""Thread settings and precision: a server worker takes its share of the cores; bf16 where the CPU is fast at it."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from pipelines import runtime
+from pipelines.runtime import autocast_dtype, cpu_has_fast_bf16
+
+CPU = torch.device("cpu")
 
 
 @pytest.fixture
@@ -32,3 +36,17 @@ def test_a_worker_started_by_a_multi_worker_server_without_the_env_var_warns(fou
     four_cores.setattr(runtime.multiprocessing, "parent_process", lambda: object())
     assert runtime.serving_threads() == 4
     assert "MLFLOW_MODELS_WORKERS is not set" in caplog.text
+
+
+def test_amx_is_detected_but_auto_precision_stays_float32_on_cpu_until_bf16_quality_is_measured(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": True, "avx512_bf16": True})
+    assert cpu_has_fast_bf16() and autocast_dtype("auto", CPU) is None
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": False, "avx512_bf16": True})
+    assert not cpu_has_fast_bf16() and autocast_dtype("auto", CPU) is None
+
+
+def test_explicit_precision_wins_over_the_hardware(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": True})
+    assert autocast_dtype("float32", CPU) is None
+    monkeypatch.setattr(torch.cpu, "get_capabilities", dict)
+    assert autocast_dtype("bfloat16", CPU) == torch.bfloat16

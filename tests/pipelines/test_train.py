@@ -114,3 +114,14 @@ def test_on_validation_hears_every_validation_and_can_stop_training(tiny_lm_dir)
               pad_id=tokenizer.pad_token_id, device=torch.device("cpu"),
               validate=lambda m: {"rougeL": next(scores)}, on_validation=on_validation)
     assert heard == [(2, 0.1), (4, 0.2)]
+
+
+def test_padding_share_counts_the_padded_slots(tiny_lm_dir):
+    from pipelines.tasks.summarization import length_grouped_batches
+
+    settings = TrainSettings(epochs=1, batch_size=3, log_every=1)
+    *_, data, result, _ = fit(tiny_lm_dir, LoraMethod(r=2), settings, seed=3)
+    lengths = [len(e.input_ids) for e in data]
+    slots = sum(len(b) * max(lengths[i] for i in b) for b in length_grouped_batches(lengths, 3, seed=3))
+    assert result.padding_share == pytest.approx(1 - sum(lengths) / slots)
+    assert 0 < result.padding_share < 0.5

@@ -79,3 +79,58 @@ def test_batched_generation_equals_one_at_a_time(tiny_lm):
     assert all(len(ids) > 0 for ids in batched)
     texts = generate_summaries(model, tokenizer, INSTRUCTION, [d for d, _ in DIALOGUES[:2]], 8, 2)
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+
+
+def test_loss_at_target_positions_only_equals_the_models_own_loss(tiny_lm):
+    import torch
+
+    from pipelines.methods import LoraMethod, PromptMethod
+    from pipelines.tasks.summarization import summary_loss
+
+    model, tokenizer = tiny_lm
+    batch = collate([encode_for_training(tokenizer, INSTRUCTION, d, s, 256, 32) for d, s in DIALOGUES[:4]],
+                    tokenizer.pad_token_id)
+    assert (batch["attention_mask"] == 0).any()  # really padded
+    with torch.no_grad():
+        torch.testing.assert_close(summary_loss(model, batch), model(**batch).loss)
+        lora = LoraMethod(r=2).apply(model)
+        torch.testing.assert_close(summary_loss(lora, batch), lora(**batch).loss)
+    # Prompt tuning prepends virtual tokens: it keeps the model's own loss.
+    from pipelines.sources.models import load_lm
+
+    prompt = PromptMethod(num_virtual_tokens=3).apply(load_lm(str(model.config.name_or_path))[0])
+    with torch.no_grad():
+        torch.testing.assert_close(summary_loss(prompt, batch), prompt(**batch).loss)
+
+
+def test_padded_batches_give_the_same_per_token_loss_as_one_at_a_time(tiny_lm):
+    import torch
+
+    from pipelines.tasks.summarization import summary_loss
+
+    model, tokenizer = tiny_lm
+    examples = [encode_for_training(tokenizer, INSTRUCTION, d, s, 256, 32) for d, s in DIALOGUES]
+    lengths = [len(e.input_ids) for e in examples]
+    assert len(set(lengths)) > 1
+    pad = tokenizer.pad_token_id
+    with torch.no_grad():
+        # One example at a time: the token-weighted mean of each example's mean loss.
+        singles = [(summary_loss(model, collate([e], pad)).item(), sum(x != IGNORE_INDEX for x in e.labels[1:]))
+                   for e in examples]
+        expected = sum(loss * n for loss, n in singles) / sum(n for _, n in singles)
+        for idx in length_grouped_batches(lengths, batch_size=3, seed=0):
+            batch = collate([examples[i] for i in idx], pad)
+            n = [singles[i][1] for i in idx]
+            by_row = sum(singles[i][0] * k for i, k in zip(idx, n)) / sum(n)
+            torch.testing.assert_close(summary_loss(model, batch).item(), by_row, rtol=1e-5, atol=1e-6)
+        whole = collate(examples, pad)
+        torch.testing.assert_close(summary_loss(model, whole).item(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_padded_tokens_counts_every_slot_a_batch_fills():
+    from pipelines.tasks.summarization import Encoded, padded_tokens
+
+    causal = [Encoded([1, 2, 3], [IGNORE_INDEX, 2, 3], False), Encoded([4], [4], False)]
+    assert padded_tokens(causal) == 2 * 3 == collate(causal, pad_id=0)["input_ids"].numel()
+    seq2seq = [Encoded([1, 2, 3], [7, 8], False, seq2seq=True), Encoded([4], [9], False, seq2seq=True)]
+    assert padded_tokens(seq2seq) == 2 * 3 + 2 * 2

