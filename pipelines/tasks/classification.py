@@ -80,9 +80,10 @@ def classification_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def predict_proba(model, tokenizer, texts: list[str], max_len: int, batch_size: int = 32) -> torch.Tensor:
-    """Class probabilities (n, n_labels) in input order; batches are sorted by length so little
-    compute goes to padding."""
+def predict_proba(model, tokenizer, texts: list[str], max_len: int,
+                  batch_size: int = 32) -> tuple[torch.Tensor, list[bool]]:
+    """Class probabilities (n, n_labels) in input order, and which texts were cut to `max_len`;
+    batches are sorted by length so little compute goes to padding."""
     model.eval()
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id
@@ -94,4 +95,4 @@ def predict_proba(model, tokenizer, texts: list[str], max_len: int, batch_size: 
         batch = collate_labels([encoded[i] for i in idx], pad_id)
         logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
         probs[idx] = torch.softmax(logits.float(), dim=-1).cpu()
-    return probs
+    return probs, [e.truncated for e in encoded]

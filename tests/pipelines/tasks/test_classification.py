@@ -68,8 +68,10 @@ def test_batched_prediction_equals_one_at_a_time(request, model_fixture):
 
     model, tokenizer, _ = load_classifier(str(request.getfixturevalue(model_fixture)), ["neg", "pos"])
     texts = ["good", "the movie was really bad and dull", "a very nice story", "awful"]
-    batched = predict_proba(model, tokenizer, texts, max_len=32, batch_size=4)
-    alone = torch.cat([predict_proba(model, tokenizer, [t], max_len=32) for t in texts])
+    batched, truncated = predict_proba(model, tokenizer, texts, max_len=32, batch_size=4)
+    alone = torch.cat([predict_proba(model, tokenizer, [t], max_len=32)[0] for t in texts])
+    assert truncated == [False] * 4
+    assert predict_proba(model, tokenizer, ["good " * 40], max_len=32)[1] == [True]
     assert batched.shape == (4, 2)
     torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(batched.sum(-1), torch.ones(4))
