@@ -5,7 +5,8 @@ fresh process (so one's heap never inflates the next one's peak), on the longest
     python benchmarks/memory_options.py --steps 1 --batch-size 2 --max-seq-len 128 --only lora-bf16   # smoke
 
 Configurations: full fine-tuning and LoRA (r=8, all linear layers, dropout 0.05) in float32 and
-bf16 (`train.precision`), LoRA without adapter dropout, LoRA with `train.gradient_checkpointing`.
+bf16 (`train.precision`), LoRA without adapter dropout, LoRA with `train.gradient_checkpointing`,
+QLoRA (NF4 base) with its default checkpointing and without.
 Each runs `pipelines.train.train` for `--steps` steps on the `steps x batch` longest rows, after one
 unmetered warm-up step.
 """
@@ -27,6 +28,9 @@ CONFIGS = {
     "lora-bf16-dropout0": {"method": "lora", "precision": "bfloat16", "dropout": 0.0},
     "lora-bf16-checkpointing": {"method": "lora", "precision": "bfloat16", "gradient_checkpointing": True},
     "lora-fp32-checkpointing": {"method": "lora", "precision": "float32", "gradient_checkpointing": True},
+    # QLoRA as a cell trains it (4-bit NF4 base, its recipe's checkpointing), and without checkpointing
+    "qlora-fp32": {"method": "qlora", "precision": "float32"},
+    "qlora-fp32-no-checkpointing": {"method": "qlora", "precision": "float32", "qlora_checkpointing": False},
 }
 
 
@@ -47,7 +51,7 @@ def run_one(args, config: dict) -> dict:
     import torch
 
     from pipelines.config import TrainSettings
-    from pipelines.methods import FullMethod, LoraMethod
+    from pipelines.methods import FullMethod, LoraMethod, QloraMethod
     from pipelines.resources import ResourceMeter
     from pipelines.runtime import autocast_dtype, configure_threads
     from pipelines.sources.models import load_lm
@@ -57,8 +61,10 @@ def run_one(args, config: dict) -> dict:
 
     configure_threads()
     cpu = torch.device("cpu")
-    model, tokenizer, _ = load_lm(args.model, device=cpu)
-    method = FullMethod() if config["method"] == "full" else LoraMethod(dropout=config.get("dropout", 0.05))
+    methods = {"full": FullMethod, "lora": lambda: LoraMethod(dropout=config.get("dropout", 0.05)),
+               "qlora": lambda: QloraMethod(gradient_checkpointing=config.get("qlora_checkpointing", True))}
+    method = methods[config["method"]]()
+    model, tokenizer, _ = load_lm(args.model, device=cpu, **method.load_kwargs(cpu))
     torch.manual_seed(0)
     model = method.apply(model)
     rows = dialogsum_rows(args.train_file, args.pool)
@@ -67,6 +73,7 @@ def run_one(args, config: dict) -> dict:
     settings = TrainSettings(max_steps=args.steps, batch_size=args.batch_size, max_seq_len=args.max_seq_len,
                              log_every=1, warmup_ratio=0.0, precision=config["precision"],
                              gradient_checkpointing=config.get("gradient_checkpointing", False))
+    settings = method.train_settings(settings)  # QLoRA's recipe turns checkpointing on
     amp = autocast_dtype(settings.precision, cpu)
     kwargs = {"learning_rate": method.learning_rate, "weight_decay": 0.0, "seed": 0, "pad_id": tokenizer.pad_token_id,
               "device": cpu, "amp_dtype": amp}

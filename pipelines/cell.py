@@ -183,7 +183,7 @@ def _fit_and_predict(spec, model_src, method, train_examples, eval_examples, dev
         flops_per_token = training_flops_per_token(model, sum(e.n_tokens for e in train_set) / max(1, len(train_set)),
                                                    head_share=head_share(model, train_set))
         peak = peak_flops(device, amp or torch.float32)
-        with prepared_for_training(model, spec.train, amp):  # frozen base in bf16, checkpointing, compile
+        with prepared_for_training(model, method.train_settings(spec.train), amp):  # bf16 base, checkpointing, compile
             fit = train(
                 model, train_set, spec.train, learning_rate=method.learning_rate, weight_decay=method.weight_decay,
                 seed=spec.seed, pad_id=pad_id, device=device, amp_dtype=amp,

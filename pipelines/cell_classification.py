@@ -22,6 +22,7 @@ from pipelines.sources.models import load_classifier
 from pipelines.tasks.classification import classification_loss, collate_labels, encode_text, predict_proba
 from pipelines.tasks.tokenizer_stats import tokenizer_stats
 from pipelines.train import train
+from pipelines.train_setup import prepared_for_training
 from registry.classifier import log_classifier
 
 TOKENIZER_SAMPLE = 2000  # rows measured for the tokenizer table: enough for stable means, quick on 60k-row sets
@@ -59,20 +60,23 @@ def fit_and_predict(spec, model_src, method, splits, eval_examples, device, work
         print(f"  {truncated}/{len(train_set)} training texts truncated to {max_len} tokens")
     subset = eval_examples[: spec.train.eval_subset]
 
-    def validate(m):
-        _, predicted, confidence, _ = _predict(m, tokenizer, subset, labels, max_len, batch)
+    amp = autocast_dtype(spec.train.precision, device)
+
+    def validate(m):  # the model as it trains: a bf16 frozen base needs autocast
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            _, predicted, confidence, _ = _predict(m, tokenizer, subset, labels, max_len, batch)
         return classification_scores(predicted, confidence, [ex.references[0] for ex in subset], labels)
 
-    amp = autocast_dtype(spec.train.precision, device)
     flops_per_token = training_flops_per_token(model, sum(e.n_tokens for e in train_set) / max(1, len(train_set)))
     peak = peak_flops(device, amp or torch.float32)
-    fit = train(
-        model, train_set, spec.train, learning_rate=method.learning_rate, weight_decay=method.weight_decay,
-        seed=spec.seed, pad_id=tokenizer.pad_token_id, device=device, amp_dtype=amp,
-        log=lambda metrics, step: mlflow.log_metrics(metrics, step=step), validate=validate,
-        on_validation=on_validation, flops_per_token=flops_per_token, peak_flops=peak, collate_fn=collate_labels,
-        loss_fn=classification_loss,
-    )
+    with prepared_for_training(model, method.train_settings(spec.train), amp):  # as in a summarization cell
+        fit = train(
+            model, train_set, spec.train, learning_rate=method.learning_rate, weight_decay=method.weight_decay,
+            seed=spec.seed, pad_id=tokenizer.pad_token_id, device=device, amp_dtype=amp,
+            log=lambda metrics, step: mlflow.log_metrics(metrics, step=step), validate=validate,
+            on_validation=on_validation, flops_per_token=flops_per_token, peak_flops=peak, collate_fn=collate_labels,
+            loss_fn=classification_loss,
+        )
     scalars.update(train_steps=fit.steps, train_examples=fit.examples, train_tokens=fit.tokens,
                    train_time_s=fit.train_time_s, train_tokens_per_s=fit.tokens_per_s,
                    train_examples_per_s=fit.examples / max(fit.train_time_s, 1e-9),

@@ -21,6 +21,11 @@ class TrainedMethod(BaseModel):
         """Extra `from_pretrained` arguments this method needs for the base model (QLoRA: 4-bit)."""
         return {}
 
+    def train_settings(self, settings):
+        """The grid's training settings as this method trains under them (QLoRA turns on
+        gradient checkpointing); the budget and batch shape are never changed."""
+        return settings
+
 
 def save_changed_weights(method, model, tokenizer, workdir: Path) -> str | None:
     """Save what the method changed under `workdir`: nothing (base), the adapter (a PeftModel

@@ -82,3 +82,18 @@ def test_a_multiclass_set_is_refused_as_binary_unless_labels_are_declared(tracki
         compare.main([spec])
     assert exit_info.value.code == 2
     assert "binary by default but its train split has 3 labels" in capsys.readouterr().err
+
+
+def test_a_classification_cell_honours_bf16_and_checkpointing(tracking, tmp_path, tiny_encoder_dir, sentiment_files):
+    """The training-only set-up (bf16 frozen base, checkpointing) applies to classifiers too, and
+    validation during training runs on that bf16 base."""
+    spec = write_cls_spec(tmp_path, tiny_encoder_dir, sentiment_files,
+                          [{"name": "lora", "learning_rate": 5e-3, "r": 4, "dropout": 0.0}],
+                          train={"max_steps": 4, "batch_size": 8, "log_every": 2, "max_seq_len": 32,
+                                 "warmup_ratio": 0.0, "eval_every_steps": 2, "eval_subset": 8,
+                                 "precision": "bfloat16", "gradient_checkpointing": True})
+    assert compare.main([spec]) == 0
+    (child,) = [r for r in runs_of(MlflowClient()) if "mlflow.parentRunId" in r.data.tags]
+    assert child.info.status == "FINISHED" and child.data.metrics["train_steps"] == 4
+    history = MlflowClient().get_metric_history(child.info.run_id, "val_accuracy")
+    assert [m.step for m in history] == [2, 4]

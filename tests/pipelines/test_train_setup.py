@@ -112,3 +112,22 @@ def test_checkpointing_a_model_that_cannot_fails_with_the_setting_named():
     with (pytest.raises(PlatformError, match="^train.gradient_checkpointing: Linear does not support it"),
           prepared_for_training(model, TrainSettings(gradient_checkpointing=True), None)):
         pass
+
+
+def test_qlora_checkpoints_by_default_and_leaves_budget_and_batch_alone(tiny_lm_dir):
+    settings = TrainSettings(max_steps=3, batch_size=2)
+    recipe = QloraMethod().train_settings(settings)
+    assert recipe.gradient_checkpointing and not settings.gradient_checkpointing  # the grid's settings untouched
+    assert recipe.model_dump(exclude={"gradient_checkpointing"}) == settings.model_dump(exclude={"gradient_checkpointing"})
+    assert QloraMethod(gradient_checkpointing=False).train_settings(settings) is settings
+    assert LoraMethod().train_settings(settings) is settings
+
+    method = QloraMethod(r=2, learning_rate=1e-2)
+    model, tokenizer, _ = load_lm(str(tiny_lm_dir), device=CPU, **method.load_kwargs(CPU))
+    model = method.apply(model)
+    seen = []
+    with prepared_for_training(model, method.train_settings(settings), None):
+        seen.append(model.is_gradient_checkpointing)
+        fit = train(model, encoded(tokenizer), settings, learning_rate=1e-2, weight_decay=0.0, seed=0,
+                    pad_id=tokenizer.pad_token_id, device=CPU)
+    assert seen == [True] and fit.steps == 3 and not model.is_gradient_checkpointing
