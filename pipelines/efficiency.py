@@ -14,6 +14,7 @@ FLOPs are counted as matmul work only, 2 per multiply-accumulate:
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
@@ -70,6 +71,7 @@ def _machine_key(device: torch.device, dtype: torch.dtype) -> str:
 # Square and transformer-shaped (tokens x d_model @ d_model x d_ff) products: the peak is the best
 # any of them reaches, since a single 2048^2 product can sit well below what the model's own
 # matmuls achieve (MFU above 100% was the symptom).
+PROBE_SHAPE = (256, 256, 256)
 PEAK_SHAPES = ((2048, 2048, 2048), (4096, 4096, 4096), (4096, 576, 1536), (4096, 1536, 576), (2048, 768, 3072))
 
 
@@ -82,7 +84,12 @@ def peak_flops(device: torch.device, dtype: torch.dtype = torch.float32, shapes=
     cached = json.loads(path.read_text()) if path.is_file() else {}
     if key in cached:
         return cached[key]
-    value = max(_matmul_rate(device, dtype, shape, seconds) for shape in shapes)
+    # A small product first, to skip shapes that one multiply alone would keep busy for longer than
+    # `seconds`: bf16 without hardware support (no AMX / AVX512-BF16) runs ~1 GFLOP/s on a CPU,
+    # where one 4096^3 product would take minutes.
+    rate = _matmul_rate(device, dtype, PROBE_SHAPE, seconds / 4)
+    affordable = [shape for shape in shapes if 2.0 * math.prod(shape) / rate <= seconds]
+    value = max([rate, *(_matmul_rate(device, dtype, shape, seconds) for shape in affordable)])
     cached[key] = value
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")

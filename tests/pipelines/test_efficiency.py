@@ -56,3 +56,18 @@ def test_the_output_head_counts_only_where_it_runs(tiny_lm):
     adapter = 2 * (64 * 2 + 2 * 64)  # two layers, A: 64->2, B: 2->64 (MACs per token = parameters)
     expected = 4 * (2 * 36_864 + 0.25 * 64 * vocab) + 6 * adapter + 2 * (4 * 2 * 64 * 10)
     assert training_flops_per_token(lora, seq_len=10, head_share=0.25) == expected
+
+
+def test_peak_skips_shapes_too_slow_for_the_time_budget(tmp_path, monkeypatch):
+    """A dtype the hardware cannot run fast (bf16 on a CPU without AMX) must not hang the first
+    run of a pipeline on products that take minutes each."""
+    import pipelines.efficiency as efficiency
+
+    monkeypatch.setenv("ADAPTLAB_CACHE", str(tmp_path))
+    measured = []
+    real = efficiency._matmul_rate
+    monkeypatch.setattr(efficiency, "_matmul_rate",
+                        lambda device, dtype, shape, seconds: measured.append(shape) or real(device, dtype, shape, seconds))
+    huge, small = (16384, 16384, 16384), (64, 64, 64)  # 8.8 TFLOP: far beyond 0.05 s anywhere here
+    assert peak_flops(torch.device("cpu"), shapes=(huge, small), seconds=0.05) > 1e6
+    assert measured == [efficiency.PROBE_SHAPE, small]
