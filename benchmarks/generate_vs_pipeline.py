@@ -12,8 +12,9 @@ no prompt truncation, end-of-sequence <|im_end|>.
 Reported: summaries/s of each and the ratio (target >= 3x), and how many of the summaries are
 identical. Then the project's path once more with one new token: the prompts' prefill alone, the
 part of the work that batching cannot share out (every prompt token goes through the model once
-in both arms), and so the bound on the ratio were batched decoding free. With `--bf16`, a third arm runs the project's path on bf16 weights (speed only; its
-agreement with float32 is reported, identity is judged float32 against float32).
+in both arms), and so the bound on the ratio were batched decoding free. With `--bf16`, a third
+arm runs the project's path on bf16 weights (speed only; its agreement with float32 is reported,
+identity is judged float32 against float32).
 """
 from __future__ import annotations
 

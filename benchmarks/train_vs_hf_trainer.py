@@ -81,8 +81,8 @@ def run_project(args, examples, held_out) -> dict:
     amp = autocast_dtype(settings.precision, CPU)
     mean_len = sum(e.n_tokens for e in examples) / len(examples)
     flops_per_token = training_flops_per_token(model, mean_len, head_share=head_share(model, examples))
+    order_seed = args.seed if args.order_seed is None else args.order_seed
     with ResourceMeter(CPU) as meter, prepared_for_training(model, settings, amp):
-        order_seed = args.seed if args.order_seed is None else args.order_seed
         fit = train(model, examples, settings, learning_rate=method.learning_rate, weight_decay=0.0,
                     seed=order_seed, pad_id=tokenizer.pad_token_id, device=CPU, amp_dtype=amp)
     peak = args.peak_gflops * 1e9 if args.peak_gflops else peak_flops(CPU, amp or torch.float32)

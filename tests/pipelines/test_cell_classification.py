@@ -5,6 +5,7 @@ from __future__ import annotations
 import mlflow
 import pandas as pd
 import pytest
+import torch
 import yaml
 from mlflow import MlflowClient
 
@@ -84,9 +85,17 @@ def test_a_multiclass_set_is_refused_as_binary_unless_labels_are_declared(tracki
     assert "binary by default but its train split has 3 labels" in capsys.readouterr().err
 
 
-def test_a_classification_cell_honours_bf16_and_checkpointing(tracking, tmp_path, tiny_encoder_dir, sentiment_files):
+def test_a_classification_cell_honours_bf16_and_checkpointing(tracking, tmp_path, tiny_encoder_dir, sentiment_files,
+                                                             monkeypatch):
     """The training-only set-up (bf16 frozen base, checkpointing) applies to classifiers too, and
     validation during training runs on that bf16 base."""
+    from pipelines import train_setup
+
+    checkpointed, cast = [], []
+    enable, to_dtype = train_setup._enable_checkpointing, train_setup.frozen_weights_to
+    monkeypatch.setattr(train_setup, "_enable_checkpointing", lambda m: checkpointed.append(type(m).__name__) or enable(m))
+    monkeypatch.setattr(train_setup, "frozen_weights_to",
+                        lambda m, dtype: cast.append(dtype) or to_dtype(m, dtype))
     spec = write_cls_spec(tmp_path, tiny_encoder_dir, sentiment_files,
                           [{"name": "lora", "learning_rate": 5e-3, "r": 4, "dropout": 0.0}],
                           train={"max_steps": 4, "batch_size": 8, "log_every": 2, "max_seq_len": 32,
@@ -97,3 +106,4 @@ def test_a_classification_cell_honours_bf16_and_checkpointing(tracking, tmp_path
     assert child.info.status == "FINISHED" and child.data.metrics["train_steps"] == 4
     history = MlflowClient().get_metric_history(child.info.run_id, "val_accuracy")
     assert [m.step for m in history] == [2, 4]
+    assert len(checkpointed) == 1 and cast == [torch.bfloat16]  # the set-up ran, once, in bf16
