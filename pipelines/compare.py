@@ -3,6 +3,7 @@ and promotion of the best cell.
 
     mlflow run . -e peft_compare -P experiment=experiments/dialogsum_demo.yaml --env-manager local
     python -m pipelines.compare experiments/dialogsum_demo.yaml
+    python -m pipelines.compare experiments/dialogsum_demo.yaml --set "train.max_steps=2 eval.max_examples=3"
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pipelines.report import comparison_table, quality_cost_chart, reading, to_m
 from pipelines.resume import cell_key, data_fingerprint, mark_resumed, reusable_cells
 from pipelines.runtime import configure_threads
 from pipelines.sources.models import resolve_model
+from pipelines.spec_paths import add_set_argument, parse_overrides
 from pipelines.tasks import load_task_splits
 from pipelines.tracking import failing_run_on_error, setup_tracking
 from registry.promote import promote
@@ -36,8 +38,9 @@ def run(spec: ExperimentSpec, spec_path: str | None = None):
     splits = {d.name: load_task_splits(d, spec.seed, spec.task) for d in spec.datasets}
     for d in spec.datasets:
         labels = f", labels {list(splits[d.name].labels)}" if classification else ""
-        print(f"[data] {d.name}: {len(splits[d.name].train)} train / {len(splits[d.name].eval)} eval rows{labels}",
-              flush=True)
+        read = ", ".join(f"{split} from {source}" for split, source in splits[d.name].sources.items())
+        print(f"[data] {d.name}: {len(splits[d.name].train)} train / {len(splits[d.name].eval)} eval rows{labels} "
+              f"({read})", flush=True)
     for m in spec.models:
         resolve_model(m.source)
     grid = [(m, d, meth) for m in spec.models for d in spec.datasets for meth in spec.methods]
@@ -94,10 +97,11 @@ def _promote_best(spec: ExperimentSpec, cells):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="peft_compare", description=__doc__.splitlines()[0])
     parser.add_argument("experiment", help="path to an experiment spec YAML in experiments/")
+    add_set_argument(parser)
     args = parser.parse_args(argv)
     setup_tracking()
     with failing_run_on_error(run_name="peft_compare"):
-        spec = load_spec(args.experiment)
+        spec = load_spec(args.experiment, parse_overrides(args.set))
         cells, _, _ = run(spec, args.experiment)
     failed = [c for c in cells if c.status != "FINISHED"]
     if failed:

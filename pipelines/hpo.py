@@ -36,6 +36,7 @@ from pipelines.runtime import configure_threads
 from pipelines.sources.datasets import Splits
 from pipelines.tasks import load_task_splits
 from pipelines.sources.models import resolve_model
+from pipelines.spec_paths import add_set_argument, parse_overrides
 from pipelines.tracking import failing_run_on_error, setup_tracking
 
 # SQLite lets one writer in at a time: a worker waits this long for another's write instead of
@@ -222,10 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sampler-seed", type=_optional(int), default=None,
                         help="this worker's sampler seed (default: hpo.sampler_seed); "
                              "give workers started at the same moment different ones")
+    add_set_argument(parser)
     args = parser.parse_args(argv)
     setup_tracking()
     with failing_run_on_error(run_name="hpo"):
-        spec = load_spec(args.experiment)
+        spec = load_spec(args.experiment, parse_overrides(args.set))
         study, mine = run(spec, args.experiment, args.n_trials, args.storage, args.study, args.sampler_seed)
     states = [t.state for t in study.get_trials(deepcopy=False) if t.number in mine]
     if mine and all(s == optuna.trial.TrialState.FAIL for s in states):

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipelines.errors import PlatformError
+from pipelines.spec_paths import set_path
 
 
 class _Strict(BaseModel):
@@ -193,7 +194,7 @@ def check_hpo(spec, source: str) -> None:
     base = spec.model_dump(mode="json", exclude={"hpo"})
     for key, param in hpo.space.items():
         try:
-            _set_path(copy.deepcopy(base), key, None)
+            set_path(copy.deepcopy(base), key, None)
         except ValueError as exc:
             raise PlatformError(fail + f"hpo.space.{key}: {exc}") from None
         for value in param.probes():
@@ -212,28 +213,7 @@ def trial_spec(spec, values: dict[str, Any], source: str):
     data = spec.model_dump(mode="json", exclude={"hpo"})
     for key, value in values.items():
         try:
-            _set_path(data, key, value)
+            set_path(data, key, value)
         except ValueError as exc:
             raise PlatformError(f"invalid experiment spec {source}: hpo.space.{key}: {exc}") from None
     return parse_spec(data, source)
-
-
-def _set_path(data: dict, key: str, value: Any) -> None:
-    # Every field is present in a dumped spec, so a path that does not resolve names no field.
-    node: Any = data
-    parts = key.split(".")
-    for depth, part in enumerate(parts):
-        here = ".".join(parts[:depth]) or "the spec"
-        if isinstance(node, dict):
-            if part not in node:
-                raise ValueError(f"no field '{part}' in {here} (fields: {', '.join(node)})")
-        elif isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise ValueError(f"{here} is a list of {len(node)}; '{part}' is not an index in it")
-            part = int(part)
-        else:
-            raise ValueError(f"{here} is a value ({node!r}), it has no field '{part}'")
-        if depth == len(parts) - 1:
-            node[part] = value
-        else:
-            node = node[part]
