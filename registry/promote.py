@@ -14,6 +14,9 @@ from mlflow.exceptions import MlflowException
 from pipelines.errors import PlatformError
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+# Run tags a version inherits: the data it was trained on and the data's licence (several of the
+# public sets are non-commercial, which whoever serves the model must know).
+DATASET_TAG, DATA_LICENCE_TAG, DATA_SOURCE_TAG = "dataset", "dataset_licence", "data"
 
 
 @dataclass
@@ -70,7 +73,9 @@ def promote(*, model_uri: str, run_id: str, name: str, metric: str, greater_is_b
                          reason=f"run {run_id} is already version {existing.version} of {name} ({aliases})")
     value = run.data.metrics[metric]
     incumbent = _champion_value(client, name, metric)
-    tags = {"source_run_id": run_id, f"metric.{metric}": str(value), **(lineage or {})}
+    data = {k: v for k, v in run.data.tags.items()
+            if k in (DATASET_TAG, DATA_LICENCE_TAG) or k.startswith(DATA_SOURCE_TAG + ".")}
+    tags = {"source_run_id": run_id, f"metric.{metric}": str(value), **data, **(lineage or {})}
     version = mlflow.register_model(model_uri, name, tags=tags).version
     if violations:
         alias, reason = CHALLENGER, f"{metric}={value:.4f} but constraints not met: " + "; ".join(violations)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.errors import PlatformError
@@ -48,17 +48,19 @@ def _read_local(path: Path) -> list[dict]:
     return frame.to_dict(orient="records")
 
 
-def _read_hub(name: str) -> list[dict]:
-    """`hf:<name>[:<split>]`, e.g. `hf:knkarthick/dialogsum:validation` (needs the hub)."""
-    body = name.removeprefix("hf:")
+def _read_hub(name: str, columns: dict[str, str] | None = None) -> list[dict]:
+    """`hf:<name>[:<split>][@<revision>]`, e.g. `hf:knkarthick/dialogsum:validation` (needs the hub)."""
+    body, _, revision = name.removeprefix("hf:").partition("@")
     dataset_name, _, split = body.partition(":")
     import datasets
 
     try:
-        return list(datasets.load_dataset(dataset_name, split=split or "train"))
+        rows = datasets.load_dataset(dataset_name, split=split or "train", revision=revision or None)
     except Exception as exc:  # datasets raises many types; all mean "cannot have it"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise PlatformError(f"cannot load dataset '{name}': {first}") from None
+    renames = columns or {}
+    return [{renames.get(k, k): v for k, v in row.items()} for row in rows]
 
 
 def read_rows(source: str) -> list[dict]:
@@ -77,6 +79,32 @@ def read_rows(source: str) -> list[dict]:
     if not rows:
         raise PlatformError(f"dataset file {source} has no rows")
     return rows
+
+
+def locate(ref) -> str:
+    """The source a data reference reads: a string as written; a `DataFile` mapping its `local`
+    copy when that file exists, else its pinned hub dataset as `hf:<name>:<split>[@<revision>]`."""
+    if isinstance(ref, str):
+        return ref
+    if ref.local and Path(ref.local).expanduser().is_file():
+        return ref.local
+    if not ref.hf:
+        raise PlatformError(f"dataset file not found: {ref.local}")
+    return f"hf:{ref.hf}:{ref.split}" + (f"@{ref.revision}" if ref.revision else "")
+
+
+def read_ref(ref, what: str = "") -> tuple[list[dict], str]:
+    """(rows, the source they came from) for a string or a `DataFile`. `what` names the spec entry
+    (e.g. "dataset 'sst2' train") in the error of a hub set that cannot be had here."""
+    source = locate(ref)
+    if isinstance(ref, str) or not source.startswith("hf:"):
+        return read_rows(source), source
+    try:
+        return _read_hub(source, ref.columns), source
+    except PlatformError as exc:
+        copy = f"no local copy at '{ref.local}' either" if ref.local else "and it names no local copy"
+        raise PlatformError(f"{what + ': ' if what else ''}{exc}; {copy} (set `local:` under it to the path "
+                            "of a downloaded copy)") from None
 
 
 def _references(value, source: str, number: int, field: str) -> tuple[str, ...]:
@@ -156,16 +184,22 @@ class Splits:
     train: list[Example]
     eval: list[Example]
     labels: tuple[str, ...] | None = None  # classification: class names in index order
+    sources: dict[str, str] = field(default_factory=dict)  # split -> the file or hub set it was read from
 
 
 def load_splits(spec_dataset, seed: int, labels: bool = False) -> Splits:
     """Train and eval examples for one dataset entry of the spec, with fixed-seed splitting.
     `labels`: the target field holds class labels (classification), not reference texts."""
-    load = lambda src: validate_rows(read_rows(src), spec_dataset.text_field, spec_dataset.target_field, src,
-                                     labels=labels, where=spec_dataset.where)
-    train = load(spec_dataset.train)
+    sources: dict[str, str] = {}
+
+    def load(split: str, ref) -> list[Example]:
+        rows, sources[split] = read_ref(ref, f"dataset '{spec_dataset.name}' {split}")
+        return validate_rows(rows, spec_dataset.text_field, spec_dataset.target_field, sources[split],
+                             labels=labels, where=spec_dataset.where)
+
+    train = load("train", spec_dataset.train)
     if spec_dataset.eval:
-        evaluation = load(spec_dataset.eval)
+        evaluation = load("eval", spec_dataset.eval)
     else:
         order = list(range(len(train)))
         random.Random(seed).shuffle(order)
@@ -175,7 +209,9 @@ def load_splits(spec_dataset, seed: int, labels: bool = False) -> Splits:
         held = set(order[:n_eval])
         evaluation = [ex for i, ex in enumerate(train) if i in held]
         train = [ex for i, ex in enumerate(train) if i not in held]
+        sources["eval"] = f"{sources['train']} (held-out {spec_dataset.eval_fraction:g}, seed {seed})"
     return Splits(
         train=_subsample(train, spec_dataset.max_train_rows, seed),
         eval=_subsample(evaluation, spec_dataset.max_eval_rows, seed + 1),
+        sources=sources,
     )

@@ -39,12 +39,13 @@ def prepare_labels(splits: Splits, dataset) -> Splits:
     else:
         names = list(dataset.labels)
     known = set(names)
-    for split_name, examples, source in (("train", train, dataset.train), ("eval", evaluation, dataset.eval or dataset.train)):
+    for split_name, examples in (("train", train), ("eval", evaluation)):
+        source = splits.sources.get(split_name, dataset.name)
         for ex in examples:
             if ex.references[0] not in known:
                 raise PlatformError(f"{source} row {ex.row}: label '{ex.references[0]}' is not in the declared labels "
                                     f"{names} ({split_name} split of dataset '{dataset.name}')")
-    return Splits(train=train, eval=evaluation, labels=tuple(names))
+    return Splits(train=train, eval=evaluation, labels=tuple(names), sources=splits.sources)
 
 
 @dataclass

@@ -29,7 +29,8 @@ def test_scores_a_registered_model_on_another_dataset_and_links_the_result(logge
     client = MlflowClient()
     run = next(r for r in client.search_runs(["0"]) if r.data.tags.get("mlflow.runName") == "evaluate")
     assert run.info.status == "FINISHED"
-    assert run.data.params["rows"] == "4" and run.data.params["model_uri"] == "models:/tiny-summarizer@champion"
+    assert run.data.params["evaluate.rows"] == "4"
+    assert run.data.params["evaluate.model_uri"] == "models:/tiny-summarizer@champion"
     assert {"rouge1", "rougeL", "bleu", "precision_1"} <= set(run.data.metrics)
     assert run.data.tags["evaluated_run_id"] == logged_model.run_id
     model_id = run.data.tags["evaluated_model_id"]
@@ -88,7 +89,7 @@ def test_a_classifier_is_scored_on_another_labelled_set_with_mapped_and_dropped_
                           "--target-field", "stars", "--label-map", "1=negative,5=positive", "--drop-labels", "3",
                           "--where", "site=a"]) == 0
     run = next(r for r in MlflowClient().search_runs(["0"]) if r.data.tags.get("mlflow.runName") == "evaluate")
-    assert run.data.params["rows"] == "10"  # site a only, the 3-star row dropped
+    assert run.data.params["evaluate.rows"] == "10"  # site a only, the 3-star row dropped
     assert {"accuracy", "f1_macro", "precision_macro", "recall_macro", "ece"} <= set(run.data.metrics)
     assert run.data.metrics["accuracy"] >= 0.7
     assert "confusion_matrix.png" in {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}

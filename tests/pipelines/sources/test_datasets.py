@@ -3,9 +3,9 @@ import json
 import pandas as pd
 import pytest
 
-from pipelines.config import DatasetSource
+from pipelines.config import DataFile, DatasetSource
 from pipelines.errors import PlatformError
-from pipelines.sources.datasets import load_splits, read_rows, validate_rows
+from pipelines.sources.datasets import load_splits, read_ref, read_rows, validate_rows
 
 
 def rows(n=10):
@@ -79,23 +79,64 @@ def test_subsampling_caps_rows(tmp_path):
     assert len(splits.train) == 5 and len(splits.eval) == 3
 
 
-def test_hub_datasets_go_through_load_dataset(monkeypatch):
+@pytest.fixture
+def fake_hub(monkeypatch):
+    """datasets.load_dataset as the hub would answer it; `calls` records what was asked."""
     import datasets
 
     calls = []
 
-    def fake_load_dataset(name, split):
-        calls.append((name, split))
+    def fake_load_dataset(name, split, revision=None):
+        calls.append((name, split, revision))
         if name == "broken/set":
             raise ConnectionError("offline\nmore detail")
-        return [{"dialogue": "A: hi", "summary": "s"}]
+        return [{"sentence": "A: hi", "label": 1}]
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    assert read_rows("hf:knkarthick/dialogsum:validation") == [{"dialogue": "A: hi", "summary": "s"}]
-    assert read_rows("hf:knkarthick/dialogsum") and calls == [("knkarthick/dialogsum", "validation"),
-                                                                ("knkarthick/dialogsum", "train")]
+    return calls
+
+
+def test_hub_datasets_go_through_load_dataset_at_their_revision(fake_hub):
+    assert read_rows("hf:stanfordnlp/sst2:validation") == [{"sentence": "A: hi", "label": 1}]
+    assert read_rows("hf:stanfordnlp/sst2@8d51e7e") and read_rows("hf:stanfordnlp/sst2:test@v1")
+    assert fake_hub == [("stanfordnlp/sst2", "validation", None), ("stanfordnlp/sst2", "train", "8d51e7e"),
+                        ("stanfordnlp/sst2", "test", "v1")]
     with pytest.raises(PlatformError, match="cannot load dataset 'hf:broken/set': offline$"):
         read_rows("hf:broken/set")
+
+
+def test_a_data_file_reads_its_local_copy_when_it_exists_else_the_pinned_hub_set(tmp_path, fake_hub):
+    local = tmp_path / "copy.jsonl"
+    ref = DataFile(hf="stanfordnlp/sst2", split="validation", revision="abc", columns={"sentence": "text"},
+                   local=str(local))
+    assert read_ref(ref) == ([{"text": "A: hi", "label": 1}], "hf:stanfordnlp/sst2:validation@abc")
+    local.write_text('{"text": "here", "label": 0}\n')
+    assert read_ref(ref) == ([{"text": "here", "label": 0}], str(local))
+    assert fake_hub == [("stanfordnlp/sst2", "validation", "abc")]
+
+
+def test_a_hub_set_that_cannot_be_had_names_the_dataset_and_the_local_field(tmp_path, fake_hub):
+    dataset = DatasetSource(name="sst2", train={"hf": "broken/set", "local": str(tmp_path / "absent.jsonl")},
+                            text_field="sentence", target_field="label")
+    with pytest.raises(PlatformError) as info:
+        load_splits(dataset, seed=0)
+    assert str(info.value) == (f"dataset 'sst2' train: cannot load dataset 'hf:broken/set:train': offline; no local "
+                               f"copy at '{tmp_path / 'absent.jsonl'}' either (set `local:` under it to the path of a "
+                               "downloaded copy)")
+    with pytest.raises(PlatformError, match="dataset file not found: .*absent.jsonl"):
+        read_ref(DataFile(local=str(tmp_path / "absent.jsonl")))
+
+
+def test_a_data_file_needs_a_hub_name_or_a_local_path():
+    with pytest.raises(ValueError, match="needs `hf`"):
+        DataFile(split="train")
+
+
+def test_splits_record_where_each_split_was_read_from(tmp_path):
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows(10)))
+    splits = load_splits(DatasetSource(name="d", train={"hf": "x/y", "local": str(train)}), seed=0)
+    assert splits.sources == {"train": str(train), "eval": f"{train} (held-out 0.2, seed 0)"}
 
 
 def test_labels_are_kept_as_strings_and_where_filters_rows():
