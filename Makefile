@@ -3,6 +3,9 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 SPEC        ?= experiments/dialogsum_demo.yaml
 PORT        ?= 5001
+UI_PORT     ?= 5000
+WEB_PORT    ?= 7860
+SET         ?=
 MODEL       ?= dialogue-summarizer
 CLASSIFIER  ?= sentiment-classifier
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -39,7 +42,7 @@ browser:
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }; }
 
 demo: setup
-	mlflow run . -e peft_compare --env-manager local -P experiment=$(SPEC)
+	mlflow run . -e peft_compare --env-manager local -P experiment=$(SPEC) -P set="$(SET)"
 
 test: setup browser
 	$(PY) -m pytest
@@ -48,7 +51,7 @@ test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
 ui: setup
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --workers 1 --port 5000
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --workers 1 --port $(UI_PORT)
 
 # Workers through the env var, which each worker also reads to take cores/WORKERS torch threads.
 serve: setup
@@ -56,7 +59,7 @@ serve: setup
 
 # The sentiment page, answered by the registered champion classifier (in-process, not via `serve`).
 webapp: setup
-	$(PY) -m registry.webapp --model models:/$(CLASSIFIER)@champion --port 7860
+	$(PY) -m registry.webapp --model models:/$(CLASSIFIER)@champion --port $(WEB_PORT)
 
 clean-runs:
 	find mlruns -mindepth 1 ! -name .gitkeep ! -name README.md -exec rm -rf {} +

