@@ -65,6 +65,9 @@ class DatasetSource(_Strict):
         "or a mapping {hf, split, revision, local}")
     eval: str | DataFile | None = Field(None, description="the same for the eval split; if absent, split from train")
     licence: str | None = Field(None, description="the data's licence, tagged on every model version trained on it")
+    drop_empty: bool = Field(
+        False, description="leave out (and report) rows whose text or target is empty, instead of failing on the "
+        "first one: for public sets with a few such rows (SAMSum's train split has one)")
     text_field: str = Field("dialogue", description="field holding the input text")
     target_field: str = Field(
         "summary", description="field holding the reference (a string, or a list of strings for several references)"

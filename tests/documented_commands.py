@@ -15,14 +15,14 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
+TEAM_SETUP = "team set-up: needs a PostgreSQL tracking server, which the project does not start yet"
 # Why a documented command is not run; checked in this order, first match wins.
 LEFT_OUT = [
     (re.compile(r"^make test\b"), "the test suite itself"),
     (re.compile(r"^make clean-runs\b"), "destructive: deletes every local run"),
     (re.compile(r"^mlflow run (?!.*--env-manager local)"), "builds a conda environment from conda.yaml"),
     (re.compile(r"^python benchmarks/"), "a benchmark: it measures figures (benchmarks/README.md)"),
-    (re.compile(r"createdb|mlflow server|tracking-host|postgresql://"),
-     "team set-up: needs a PostgreSQL tracking server, which the project does not start yet"),
+    (re.compile(r"createdb|mlflow server|tracking-host|postgresql://"), TEAM_SETUP),
     (re.compile(r"pipelines\.sources\.public_sets|kaggle "), "downloads a data set from its public source"),
 ]
 SERVERS = {  # documented server command -> (the request that shows it is up, the request it must answer)
@@ -151,8 +151,12 @@ def tiny_command(command: Command, tiny_sources: dict[str, str], ports: dict[str
     servers on free ports."""
     text = command.text
     if command.spec:
-        words = shlex.quote(tiny_overrides(REPO / command.spec, tiny_sources))
-        if text.startswith("make demo"):
+        tiny = tiny_overrides(REPO / command.spec, tiny_sources)
+        words = shlex.quote(tiny)
+        documented = re.search(r'(-P set=|--set )"([^"]*)"', text)
+        if documented:  # the command's own overrides first; the tiny ones win where both set a field
+            text = text.replace(documented.group(0), f'{documented.group(1)}"{documented.group(2)} {tiny}"')
+        elif text.startswith("make demo"):
             text += f" SET={words}"
         elif "mlflow run" in text:
             text = text.replace(f"experiment={command.spec}", f"experiment={command.spec} -P set={words}", 1)

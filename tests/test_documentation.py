@@ -17,15 +17,25 @@ import socket
 import subprocess
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.documented_commands import REPO, SERVERS, documented_commands, tiny_command, tiny_overrides
+from tests.documented_commands import (
+    REPO,
+    SERVERS,
+    TEAM_SETUP,
+    documented_commands,
+    tiny_command,
+    tiny_overrides,
+)
 
 pytestmark = pytest.mark.slow
-# 20% once the team set-up (4 commands) runs against the tracking server of the scale-out issue.
-MAX_LEFT_OUT_SHARE = 0.25
+MAX_LEFT_OUT_SHARE = 0.20
+# The README's team set-up waits for the PostgreSQL tracking server of the scale-out issue; until
+# that lands its commands are counted and listed, but not held against the share.
+WAITING_FOR_SERVER = TEAM_SETUP
 SERVER_START_S = 120
 
 
@@ -121,27 +131,42 @@ def serve_and_ask(text: str, port: int, name: str, workspace, env, then: list[st
 def test_every_documented_command_runs_as_written(workspace):
     commands = documented_commands()
     left_out = [(c, c.left_out()) for c in commands if c.left_out()]
-    share = len(left_out) / len(commands)
+    waiting = [c for c, reason in left_out if reason == WAITING_FOR_SERVER]
+    assert len(waiting) <= 4 and all(c.where.startswith("README.md") for c in waiting)
+    share = (len(left_out) - len(waiting)) / len(commands)
     reasons = "\n".join(f"  {c.where}: {reason}: {c.text}" for c, reason in left_out)
-    print(f"\n{len(commands)} documented commands, {len(commands) - len(left_out)} run, {len(left_out)} left out:\n"
-          f"{reasons}")
+    print(f"\n{len(commands)} documented commands, {len(commands) - len(left_out)} run, {len(left_out)} left out "
+          f"({len(waiting)} waiting for the tracking server):\n{reasons}")
     assert share <= MAX_LEFT_OUT_SHARE, f"{share:.0%} of the documented commands are left out:\n{reasons}"
 
     ports = {name: free_port() for name in SERVERS}
     requests = [c for c in commands if c.text.startswith("curl")]  # sent while `make serve` is up
-    timings = []
-    for command in commands:
-        if command.left_out() or command in requests:
-            continue
+    runnable = [c for c in commands if not c.left_out() and c not in requests]
+    timings: dict[str, float] = {}
+
+    def run_one(index: int, command) -> str | None:
         started = time.perf_counter()
         text = tiny_command(command, workspace["tiny"], ports)
-        env = own_store(workspace, f"{len(timings):02d}")
+        env = own_store(workspace, f"{index:02d}")
         name = command.server()
         if name:
             then = [tiny_command(r, workspace["tiny"], ports) for r in requests] if name == "make serve" else []
             serve_and_ask(text, ports[name], name, workspace, env, then)
         else:
-            proc = run_shell(text, workspace, env)
-            assert proc.returncode == 0, f"{command.where}: {text}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-        timings.append((time.perf_counter() - started, command.where))
-    print("\n".join(f"  {seconds:5.1f} s  {where}" for seconds, where in timings))
+            proc = run_shell(text, workspace, {**env, "ADAPTLAB_THREADS": "1"})
+            if proc.returncode != 0:
+                return f"{command.where}: exit {proc.returncode}: {text}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+        timings[command.where] = time.perf_counter() - started
+        return None
+
+    # Two at a time, one thread each: the commands are independent (each has its own store) and
+    # mostly interpreter start-up, so the two cores halve the wall time. Servers run one by one
+    # afterwards, on their own ports.
+    batch = [(i, c) for i, c in enumerate(runnable) if not c.server()]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        failures = [f for f in pool.map(lambda job: run_one(*job), batch) if f]
+    for i, command in enumerate(runnable):
+        if command.server():
+            run_one(i, command)
+    print("\n".join(f"  {seconds:5.1f} s  {where}" for where, seconds in timings.items()))
+    assert not failures, "\n\n".join(failures)

@@ -144,10 +144,11 @@ def require_fields(rows: list[dict], fields: list[str], source: str) -> None:
 
 
 def validate_rows(rows: list[dict], text_field: str, target_field: str, source: str, *, labels: bool = False,
-                  where: dict[str, str] | None = None) -> list[Example]:
+                  where: dict[str, str] | None = None, drop_empty: bool = False) -> list[Example]:
     """Rows as Examples. With `labels`, the target is one class label (int or string, kept as a
-    string) instead of reference texts. `where` keeps only rows whose fields equal its values."""
-    examples = []
+    string) instead of reference texts. `where` keeps only rows whose fields equal its values.
+    `drop_empty` leaves out (and reports) rows whose text or target is empty instead of failing."""
+    examples, dropped = [], []
     for number, row in enumerate(rows, start=1):
         if not isinstance(row, dict):
             raise PlatformError(f"{source} row {number}: expected an object, got {type(row).__name__}")
@@ -163,13 +164,24 @@ def validate_rows(rows: list[dict], text_field: str, target_field: str, source: 
         text = row[text_field]
         if not isinstance(text, str):
             raise PlatformError(f"{source} row {number}: field '{text_field}' must be a string, got {type(text).__name__}")
+        if drop_empty and (not text.strip() or _is_empty(row[target_field])):
+            dropped.append(number)
+            continue
         if not text.strip():
             raise PlatformError(f"{source} row {number}: field '{text_field}' is empty")
         refs = (_label if labels else _references)(row[target_field], source, number, target_field)
         examples.append(Example(text=text.replace("\r\n", "\n").strip(), references=refs, row=number))
     if where and not examples:
         raise PlatformError(f"{source}: no row matches where={where}")
+    if dropped:
+        shown = ", ".join(map(str, dropped[:5])) + (", ..." if len(dropped) > 5 else "")
+        print(f"[data] {source}: left out {len(dropped)} row(s) with an empty field (rows {shown})", flush=True)
     return examples
+
+
+def _is_empty(value) -> bool:
+    values = value if isinstance(value, list) else [value]
+    return not values or any(isinstance(v, str) and not v.strip() for v in values)
 
 
 def _subsample(examples: list[Example], limit: int | None, seed: int) -> list[Example]:
@@ -195,7 +207,7 @@ def load_splits(spec_dataset, seed: int, labels: bool = False) -> Splits:
     def load(split: str, ref) -> list[Example]:
         rows, sources[split] = read_ref(ref, f"dataset '{spec_dataset.name}' {split}")
         return validate_rows(rows, spec_dataset.text_field, spec_dataset.target_field, sources[split],
-                             labels=labels, where=spec_dataset.where)
+                             labels=labels, where=spec_dataset.where, drop_empty=spec_dataset.drop_empty)
 
     train = load("train", spec_dataset.train)
     if spec_dataset.eval:

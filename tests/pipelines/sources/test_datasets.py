@@ -158,3 +158,13 @@ def test_bad_labels_and_where_fields_name_the_row(rows, message):
     where = {"d": "x"} if "where" in message else None
     with pytest.raises(PlatformError, match=message):
         validate_rows(rows, "t", "y", "s.jsonl", labels=True, where=where)
+
+
+def test_drop_empty_leaves_out_rows_with_an_empty_field_and_says_which(capsys):
+    rows = [{"dialogue": "A: hi", "summary": "s"}, {"dialogue": "", "summary": "s"},
+            {"dialogue": "B: yo", "summary": [" "]}, {"dialogue": "C: ok", "summary": "t"}]
+    kept = validate_rows(rows, "dialogue", "summary", "d.jsonl", drop_empty=True)
+    assert [ex.row for ex in kept] == [1, 4]
+    assert "[data] d.jsonl: left out 2 row(s) with an empty field (rows 2, 3)" in capsys.readouterr().out
+    with pytest.raises(PlatformError, match="d.jsonl row 2: field 'dialogue' is empty"):
+        validate_rows(rows, "dialogue", "summary", "d.jsonl")
