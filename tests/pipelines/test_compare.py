@@ -109,6 +109,17 @@ def test_a_second_equal_run_registers_a_challenger_and_keeps_the_champion(tracki
     assert str(challenger.version) == "2" and "does not beat champion v1" in challenger.description
 
 
+def test_the_reading_takes_the_registry_metric_in_its_direction(tracking, tmp_path, tiny_lm_dir, dialogue_files):
+    registry = {"model_name": "tiny-summarizer", "metric": "eval_loss", "greater_is_better": False, "promote": False}
+    methods = [{"name": "base"}, {"name": "full", "learning_rate": 1e-3}]
+    assert compare.main([write_spec(tmp_path, tiny_lm_dir, dialogue_files, methods=methods, registry=registry)]) == 0
+    runs = runs_of(MlflowClient())
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    lowest = min((r for r in runs if r is not parent), key=lambda r: r.data.metrics["eval_loss"])
+    assert lowest.data.tags["method"] == "full"  # two steps at lr 1e-3 fit the eval dialogues better
+    assert "full scores the best eval loss" in parent.data.tags["mlflow.note.content"]
+
+
 def test_a_failing_cell_is_reported_and_the_others_go_on(tracking, tmp_path, tiny_lm_dir, dialogue_files, capsys):
     methods = [{"name": "base"}, {"name": "lora", "target_modules": ["no_such_layer"]}]
     spec = write_spec(tmp_path, tiny_lm_dir, dialogue_files, methods=methods)

@@ -26,11 +26,21 @@ def test_table_keeps_failed_cells_with_their_reason():
 
 
 def test_reading_says_who_wins_and_at_what_cost():
-    text = reading(comparison_table(cells()), "rougeL")
+    text = reading(comparison_table(cells()), "rougeL", greater_is_better=True)
     assert "On demo with smol, full scores the best ROUGE-L (0.400, +20.0 points over the zero-shot base)." in text
     assert ("lora reaches 95% of full fine-tuning's ROUGE-L, saving 10.0 MB instead of 500 MB, "
             "at 0.50x its peak RAM, 1.50x its training speed.") in text
     assert "qlora on smol/demo failed: qlora cannot apply to X: boom." in text
+
+
+def test_reading_takes_a_loss_at_its_minimum():
+    losses = {"base": 2.0, "full": 1.2, "lora": 1.5}
+    rows = [CellResult("smol", "demo", method, "FINISHED", f"r{i}",
+                       {"eval_loss": loss, "saved_mb": 500.0 if method == "full" else 10.0})
+            for i, (method, loss) in enumerate(losses.items())]
+    text = reading(comparison_table(rows), "eval_loss", greater_is_better=False)
+    assert "On demo with smol, full scores the best eval loss (1.200, 0.8 lower than the zero-shot base)." in text
+    assert "lora's eval loss is 1.25x full fine-tuning's (lower is better), saving 10.0 MB instead of 500 MB" in text
 
 
 def test_chart_is_written_for_finished_cells(tmp_path):
