@@ -34,6 +34,15 @@ def comparison_table(cells) -> pd.DataFrame:
     return frame
 
 
+# Points per unit of each score, for "N points over the base": a score on 0..1 reads as percentage
+# points, sacrebleu's BLEU and n-gram precisions are on 0..100 already. A metric not listed (a loss,
+# a perplexity) has no points: its difference is given in its own units.
+POINTS_PER_UNIT = {
+    "rouge1": 100, "rouge2": 100, "rougeL": 100, "rougeLsum": 100,
+    "bleu": 1, "precision_1": 1, "precision_2": 1, "precision_3": 1, "precision_4": 1,
+    "accuracy": 100, "f1_macro": 100, "precision_macro": 100, "recall_macro": 100, "ece": 100,
+}
+
 KEYS = ["model", "dataset", "method", "status"]
 QUALITY = ["rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "precision_1", "precision_2", "precision_3",
            "precision_4", "accuracy", "f1_macro", "precision_macro", "recall_macro", "ece", "eval_loss"]
@@ -69,8 +78,9 @@ def reading(frame: pd.DataFrame, metric: str, *, greater_is_better: bool) -> str
         best = group.loc[group[metric].idxmax() if greater_is_better else group[metric].idxmin()]
         text = f"On {dataset} with {model}, {best['method']} scores the best {label} ({best[metric]:.3f}"
         base = group[group["method"] == "base"]
-        if not base.empty and best["method"] != "base" and pd.notna(base[metric].iloc[0]):
-            text += ", " + _margin(best[metric] - base[metric].iloc[0], greater_is_better) + " the zero-shot base"
+        base_value = base[metric].iloc[0] if not base.empty else float("nan")
+        if best["method"] != "base" and pd.notna(base_value):
+            text += f", {_margin(best[metric] - base_value, metric, greater_is_better)} the zero-shot base"
         sentences.append(text + ").")
         full = group[group["method"] == "full"]
         for _, row in group[~group["method"].isin(["base", "full"])].iterrows():
@@ -90,11 +100,12 @@ def reading(frame: pd.DataFrame, metric: str, *, greater_is_better: bool) -> str
     return " ".join(sentences) if sentences else "No cell finished, so there is nothing to compare."
 
 
-def _margin(difference: float, greater_is_better: bool) -> str:
-    """The best cell's lead over the base, as a gain: "+20.0 points over", or "0.812 lower than"."""
+def _margin(difference: float, metric: str, greater_is_better: bool) -> str:
+    """The best cell's lead over the base, as a gain: "+20.0 points over", "0.812 lower than"."""
+    scale = POINTS_PER_UNIT.get(metric)
     if greater_is_better:
-        return f"{100 * difference:+.1f} points over"
-    return f"{-difference:.3g} lower than"
+        return f"{scale * difference:+.1f} points over" if scale else f"{difference:+.3g} over"
+    return f"{-scale * difference:.1f} points lower than" if scale else f"{-difference:.3g} lower than"
 
 
 def _against_full(row, ref, metric: str, label: str, greater_is_better: bool) -> str:
