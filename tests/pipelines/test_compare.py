@@ -58,6 +58,8 @@ def test_grid_logs_one_child_per_cell_a_report_and_a_champion(tracking, tmp_path
     trained = {m: children[m].data.metrics for m in ("full", "lora")}
     assert all(0 <= trained[m]["padding_share"] < 1 for m in trained)
     assert children["base"].data.metrics["saved_bytes"] == 0
+    assert children["base"].data.metrics["params_trainable"] == 0  # zero-shot: nothing trains
+    assert children["base"].data.metrics["params_total"] == trained["full"]["params_trainable"]
     assert 0 < trained["lora"]["saved_bytes"] < trained["full"]["saved_bytes"]
     assert trained["lora"]["params_trainable"] < trained["full"]["params_trainable"]
     assert [m.step for m in client.get_metric_history(children["lora"].info.run_id, "train_loss")] == [1, 2]
