@@ -5,9 +5,7 @@ from typing import Literal
 from pydantic import Field
 
 from pipelines.errors import PlatformError
-from pipelines.methods.adapter_dropout import use_adapter_dropout
 from pipelines.methods.lora import LoraMethod
-from pipelines.methods.peft_wrap import wrap
 
 
 class QloraMethod(LoraMethod):
@@ -45,6 +43,5 @@ class QloraMethod(LoraMethod):
 
         # Checkpointing is switched on for the training loop alone (train_settings), not here for good.
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-        model = wrap(model, self.lora_config(model), self.name)
-        use_adapter_dropout(model)
-        return model
+        # Then exactly LoRA's apply, not a copy of it: whatever LoRA does to a model, QLoRA does too.
+        return super().apply(model)
