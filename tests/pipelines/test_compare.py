@@ -34,7 +34,12 @@ def runs_of(client):
     return client.search_runs([e.experiment_id for e in client.search_experiments()])
 
 
-def test_grid_logs_one_child_per_cell_a_report_and_a_champion(tracking, tmp_path, tiny_lm_dir, dialogue_files, capsys):
+def test_grid_logs_one_child_per_cell_a_report_and_a_champion(tracking, tmp_path, tiny_lm_dir, dialogue_files, capsys,
+                                                             monkeypatch):
+    from pipelines import cell, efficiency
+
+    whole_run_mfu = []  # the cell's figure goes through efficiency.mfu, like every other MFU
+    monkeypatch.setattr(cell, "mfu", lambda *args: whole_run_mfu.append(efficiency.mfu(*args)) or whole_run_mfu[-1])
     train = {"max_steps": 2, "batch_size": 4, "log_every": 1, "max_seq_len": 128, "eval_every_steps": 1, "eval_subset": 2}
     spec = write_spec(tmp_path, tiny_lm_dir, dialogue_files, train=train)
     assert compare.main([spec]) == 0
@@ -69,6 +74,7 @@ def test_grid_logs_one_child_per_cell_a_report_and_a_champion(tracking, tmp_path
     mfu_history = client.get_metric_history(children["full"].info.run_id, "mfu")
     assert [m.step for m in mfu_history] == [1, 2, 2]  # two log windows, then the whole-run figure
     assert children["full"].data.metrics["mfu"] == mfu_history[-1].value
+    assert whole_run_mfu == [trained["full"]["mfu"], trained["lora"]["mfu"]]
 
     report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert report == {"report/comparison.csv", "report/comparison.md", "report/quality_vs_cost.png"}
