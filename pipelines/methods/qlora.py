@@ -6,6 +6,7 @@ from pydantic import Field
 
 from pipelines.errors import PlatformError
 from pipelines.methods.lora import LoraMethod
+from pipelines.methods.peft_wrap import import_bitsandbytes
 
 
 class QloraMethod(LoraMethod):
@@ -23,7 +24,7 @@ class QloraMethod(LoraMethod):
         from transformers import BitsAndBytesConfig
 
         try:
-            import bitsandbytes  # noqa: F401
+            import_bitsandbytes()
         except ImportError:
             raise PlatformError("qlora needs bitsandbytes: pip install bitsandbytes==0.50.2") from None
         compute = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32

@@ -1,9 +1,15 @@
-"""QLoRA is LoRA on a 4-bit base: peft's k-bit preparation, then LoRA's own apply (not a copy)."""
+"""QLoRA is LoRA on a 4-bit base: peft's k-bit preparation, then LoRA's own apply (not a copy);
+and only QLoRA hears from bitsandbytes."""
+import subprocess
+import sys
+
+import pytest
 import torch
 
 from pipelines.methods import LoraMethod, QloraMethod
 from pipelines.methods.adapter_dropout import AdapterDropout
 from pipelines.sources.models import load_lm
+from tests.conftest import REPO
 
 CPU = torch.device("cpu")
 
@@ -35,3 +41,31 @@ def test_qlora_adapts_what_lora_adapts(tiny_lm_dir):
     lora = LoraMethod(r=2).apply(_load(tiny_lm_dir, LoraMethod()))
     qlora = QloraMethod(r=2).apply(_load(tiny_lm_dir, QloraMethod()))
     assert adapted(qlora) == adapted(lora) and adapted(lora)[1]
+
+
+KERNELS_ADVICE = "Failed to load CPU gemm_4bit_forward"  # bitsandbytes, on import, on an AVX512-BF16 CPU
+APPLY_LORA = """
+import sys
+from pipelines.methods import LoraMethod
+from pipelines.sources.models import load_lm
+LoraMethod(r=2).apply(load_lm(sys.argv[1])[0])
+"""
+QLORA_LOAD_KWARGS = """
+import torch
+from pipelines.methods import QloraMethod
+QloraMethod().load_kwargs(torch.device("cpu"))
+"""
+
+
+def _stderr_of(code: str, *args: str) -> str:
+    # A fresh interpreter: bitsandbytes speaks once per process, at its first import.
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+def test_only_qlora_shows_bitsandbytes_cpu_kernel_advice(tiny_lm_dir):
+    if KERNELS_ADVICE not in _stderr_of(QLORA_LOAD_KWARGS):
+        pytest.skip("bitsandbytes gives no CPU kernel advice here (no AVX512-BF16, or `kernels` installed)")
+    # LoRA imports bitsandbytes too (peft does, whenever it is installed), but must not print its advice.
+    assert KERNELS_ADVICE not in _stderr_of(APPLY_LORA, str(tiny_lm_dir))
