@@ -18,7 +18,7 @@ from optuna import TrialPruned
 
 from pipelines import cell_classification
 from pipelines.config import ExperimentSpec, flatten
-from pipelines.efficiency import peak_flops, training_flops_per_token
+from pipelines.efficiency import mfu, peak_flops, training_flops_per_token
 from pipelines.errors import PlatformError
 from pipelines.methods.common import save_changed_weights
 from pipelines.metrics import summarization_scores
@@ -202,7 +202,7 @@ def _fit_and_predict(spec, model_src, method, train_examples, eval_examples, dev
         scalars.update(train_steps=fit.steps, train_examples=fit.examples, train_tokens=fit.tokens,
                        train_time_s=fit.train_time_s, train_tokens_per_s=fit.tokens_per_s,
                        train_flops_per_token=flops_per_token, peak_flops=peak, padding_share=fit.padding_share,
-                       mfu=fit.tokens_per_s * flops_per_token / peak)
+                       mfu=mfu(fit.tokens_per_s, flops_per_token, peak))
         if fit.best_step is not None:
             scalars.update(best_step=fit.best_step, best_val_score=fit.best_value)
         mlflow.set_tag("stopped_by", fit.stopped_by)

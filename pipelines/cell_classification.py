@@ -13,7 +13,7 @@ from pathlib import Path
 import mlflow
 import torch
 
-from pipelines.efficiency import peak_flops, training_flops_per_token
+from pipelines.efficiency import mfu, peak_flops, training_flops_per_token
 from pipelines.methods.common import save_changed_weights
 from pipelines.metrics import classification_scores, confusion_matrix_figure
 from pipelines.resources import bytes_on_disk, parameter_counts
@@ -81,7 +81,7 @@ def fit_and_predict(spec, model_src, method, splits, eval_examples, device, work
                    train_time_s=fit.train_time_s, train_tokens_per_s=fit.tokens_per_s,
                    train_examples_per_s=fit.examples / max(fit.train_time_s, 1e-9),
                    train_flops_per_token=flops_per_token, peak_flops=peak,
-                   mfu=fit.tokens_per_s * flops_per_token / peak)
+                   mfu=mfu(fit.tokens_per_s, flops_per_token, peak))
     if fit.best_step is not None:
         scalars.update(best_step=fit.best_step, best_val_score=fit.best_value)
     mlflow.set_tag("stopped_by", fit.stopped_by)

@@ -57,7 +57,7 @@ def run(spec: ExperimentSpec, spec_path: str | None = None):
         else:
             cells.append(run_cell(spec, model_src, dataset, method, splits[dataset.name], position, key))
     table = comparison_table(cells)
-    summary = reading(table, spec.registry.metric)
+    summary = reading(table, spec.registry.metric, greater_is_better=spec.registry.greater_is_better)
     mlflow.set_tag("mlflow.note.content", summary)  # shown as the run's description in the UI
     markdown = to_markdown(table) + "\n\n" + summary
     with tempfile.TemporaryDirectory() as tmp:

@@ -60,6 +60,7 @@ def training_flops_per_token(model, seq_len: float, head_share: float = 1.0) -> 
 
 
 def mfu(tokens_per_s: float, flops_per_token: float, peak_flops: float) -> float:
+    """Model FLOPs utilisation: the share of the matmul peak the model's own work reached."""
     return tokens_per_s * flops_per_token / peak_flops
 
 

@@ -34,6 +34,15 @@ def comparison_table(cells) -> pd.DataFrame:
     return frame
 
 
+# Points per unit of each score, for "N points over the base": a score on 0..1 reads as percentage
+# points, sacrebleu's BLEU and n-gram precisions are on 0..100 already. A metric not listed (a loss,
+# a perplexity) has no points: its difference is given in its own units.
+POINTS_PER_UNIT = {
+    "rouge1": 100, "rouge2": 100, "rougeL": 100, "rougeLsum": 100,
+    "bleu": 1, "precision_1": 1, "precision_2": 1, "precision_3": 1, "precision_4": 1,
+    "accuracy": 100, "f1_macro": 100, "precision_macro": 100, "recall_macro": 100, "ece": 100,
+}
+
 KEYS = ["model", "dataset", "method", "status"]
 QUALITY = ["rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "precision_1", "precision_2", "precision_3",
            "precision_4", "accuracy", "f1_macro", "precision_macro", "recall_macro", "ece", "eval_loss"]
@@ -57,27 +66,28 @@ def to_markdown(frame: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
-def reading(frame: pd.DataFrame, metric: str) -> str:
-    """A plain-language paragraph: which method wins where, and at what cost."""
+def reading(frame: pd.DataFrame, metric: str, *, greater_is_better: bool) -> str:
+    """A plain-language paragraph: which method wins where, and at what cost. `greater_is_better`
+    is the metric's direction (the spec's `registry.greater_is_better`): a loss wins by its minimum."""
     label = dict(COLUMNS).get(metric, metric)
     sentences = []
     done = frame[frame["status"] == "FINISHED"] if "status" in frame else frame
     for (model, dataset), group in done.groupby(["model", "dataset"], sort=False):
         if metric not in group or group[metric].isna().all():
             continue
-        best = group.loc[group[metric].idxmax()]
+        best = group.loc[group[metric].idxmax() if greater_is_better else group[metric].idxmin()]
         text = f"On {dataset} with {model}, {best['method']} scores the best {label} ({best[metric]:.3f}"
         base = group[group["method"] == "base"]
-        if not base.empty and best["method"] != "base":
-            text += f", {100 * (best[metric] - base[metric].iloc[0]):+.1f} points over the zero-shot base"
+        base_value = base[metric].iloc[0] if not base.empty else float("nan")
+        if best["method"] != "base" and pd.notna(base_value):
+            text += f", {_margin(best[metric] - base_value, metric, greater_is_better)} the zero-shot base"
         sentences.append(text + ").")
         full = group[group["method"] == "full"]
         for _, row in group[~group["method"].isin(["base", "full"])].iterrows():
             if full.empty or not full["saved_mb"].iloc[0]:
                 continue
             ref = full.iloc[0]
-            share = 100 * row[metric] / ref[metric] if ref[metric] else float("nan")
-            parts = [f"{row['method']} reaches {share:.0f}% of full fine-tuning's {label}",
+            parts = [_against_full(row, ref, metric, label, greater_is_better),
                      f"saving {row['saved_mb']:.1f} MB instead of {ref['saved_mb']:.0f} MB"]
             if "peak_rss_mb" in row and ref.get("peak_rss_mb"):
                 parts.append(f"at {row['peak_rss_mb'] / ref['peak_rss_mb']:.2f}x its peak RAM")
@@ -88,6 +98,24 @@ def reading(frame: pd.DataFrame, metric: str) -> str:
     for _, row in failed.iterrows():
         sentences.append(f"{row['method']} on {row['model']}/{row['dataset']} failed: {row.get('error', '')}.")
     return " ".join(sentences) if sentences else "No cell finished, so there is nothing to compare."
+
+
+def _margin(difference: float, metric: str, greater_is_better: bool) -> str:
+    """The best cell's lead over the base, as a gain: "+20.0 points over", "0.812 lower than"."""
+    scale = POINTS_PER_UNIT.get(metric)
+    if greater_is_better:
+        return f"{scale * difference:+.1f} points over" if scale else f"{difference:+.3g} over"
+    return f"{-scale * difference:.1f} points lower than" if scale else f"{-difference:.3g} lower than"
+
+
+def _against_full(row, ref, metric: str, label: str, greater_is_better: bool) -> str:
+    """A method's score next to full fine-tuning's: a share of a score, a ratio of a loss (where
+    "95% of" would read as falling short although lower is better)."""
+    if greater_is_better:
+        share = 100 * row[metric] / ref[metric] if ref[metric] else float("nan")
+        return f"{row['method']} reaches {share:.0f}% of full fine-tuning's {label}"
+    ratio = row[metric] / ref[metric] if ref[metric] else float("nan")
+    return f"{row['method']}'s {label} is {ratio:.2f}x full fine-tuning's (lower is better)"
 
 
 def quality_cost_chart(frame: pd.DataFrame, metric: str, path: Path) -> Path | None:

@@ -8,8 +8,6 @@ import resource
 import time
 from pathlib import Path
 
-import psutil
-
 
 def _reset_peak_rss() -> bool:
     # Linux lets a process reset its own high-water mark, giving an exact per-cell peak
@@ -78,10 +76,6 @@ def release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: the peak may include the previous cell's leftovers
         pass
-
-
-def current_rss_mb() -> float:
-    return psutil.Process().memory_info().rss / 2**20
 
 
 def bytes_on_disk(path: str | Path) -> int:

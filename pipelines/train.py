@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from pipelines.efficiency import mfu
 from pipelines.tasks.summarization import (
     Encoded,
     collate,
@@ -153,7 +154,7 @@ def train(
             shown = ""
             if flops_per_token and peak_flops:
                 metrics["model_flops_per_s"] = rate * flops_per_token
-                metrics["mfu"] = metrics["model_flops_per_s"] / peak_flops
+                metrics["mfu"] = mfu(rate, flops_per_token, peak_flops)
                 shown = f"  {metrics['model_flops_per_s'] / 1e9:.0f} GFLOP/s  mfu {100 * metrics['mfu']:.0f}%"
             log(metrics, done)
             print(f"  step {done}/{total_steps}  loss {last_loss:.4f}  lr {lr:.2e}  {rate:.0f} tok/s{shown}  "

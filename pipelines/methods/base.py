@@ -18,4 +18,6 @@ class BaseMethod(BaseModel):
         return {}
 
     def apply(self, model):
-        return model
+        # Frozen, so the cell counts 0 trainable parameters (the counts read requires_grad) for a
+        # method that trains none; scoring runs without gradients either way.
+        return model.requires_grad_(False)

@@ -5,9 +5,8 @@ from typing import Literal
 from pydantic import Field
 
 from pipelines.errors import PlatformError
-from pipelines.methods.adapter_dropout import use_adapter_dropout
 from pipelines.methods.lora import LoraMethod
-from pipelines.methods.peft_wrap import wrap
+from pipelines.methods.peft_wrap import import_bitsandbytes
 
 
 class QloraMethod(LoraMethod):
@@ -25,7 +24,7 @@ class QloraMethod(LoraMethod):
         from transformers import BitsAndBytesConfig
 
         try:
-            import bitsandbytes  # noqa: F401
+            import_bitsandbytes()
         except ImportError:
             raise PlatformError("qlora needs bitsandbytes: pip install bitsandbytes==0.50.2") from None
         compute = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
@@ -45,6 +44,5 @@ class QloraMethod(LoraMethod):
 
         # Checkpointing is switched on for the training loop alone (train_settings), not here for good.
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-        model = wrap(model, self.lora_config(model), self.name)
-        use_adapter_dropout(model)
-        return model
+        # Then exactly LoRA's apply, not a copy of it: whatever LoRA does to a model, QLoRA does too.
+        return super().apply(model)

@@ -107,3 +107,18 @@ def test_a_classification_cell_honours_bf16_and_checkpointing(tracking, tmp_path
     history = MlflowClient().get_metric_history(child.info.run_id, "val_accuracy")
     assert [m.step for m in history] == [2, 4]
     assert len(checkpointed) == 1 and cast == [torch.bfloat16]  # the set-up ran, once, in bf16
+
+
+def test_a_classification_cell_reports_mfu_through_the_one_formula(tracking, tmp_path, tiny_encoder_dir,
+                                                                    sentiment_files, monkeypatch):
+    from pipelines import cell_classification, efficiency
+
+    calls = []
+    monkeypatch.setattr(cell_classification, "mfu", lambda *args: calls.append(args) or efficiency.mfu(*args))
+    spec = write_cls_spec(tmp_path, tiny_encoder_dir, sentiment_files, [{"name": "lora", "r": 4}],
+                          train={"max_steps": 2, "batch_size": 8, "log_every": 2, "max_seq_len": 32})
+    assert compare.main([spec]) == 0
+    (child,) = [r for r in runs_of(MlflowClient()) if "mlflow.parentRunId" in r.data.tags]
+    metrics = child.data.metrics
+    assert calls == [(metrics["train_tokens_per_s"], metrics["train_flops_per_token"], metrics["peak_flops"])]
+    assert metrics["mfu"] == efficiency.mfu(*calls[0])

@@ -34,7 +34,12 @@ def runs_of(client):
     return client.search_runs([e.experiment_id for e in client.search_experiments()])
 
 
-def test_grid_logs_one_child_per_cell_a_report_and_a_champion(tracking, tmp_path, tiny_lm_dir, dialogue_files, capsys):
+def test_grid_logs_one_child_per_cell_a_report_and_a_champion(tracking, tmp_path, tiny_lm_dir, dialogue_files, capsys,
+                                                             monkeypatch):
+    from pipelines import cell, efficiency
+
+    whole_run_mfu = []  # the cell's figure goes through efficiency.mfu, like every other MFU
+    monkeypatch.setattr(cell, "mfu", lambda *args: whole_run_mfu.append(efficiency.mfu(*args)) or whole_run_mfu[-1])
     train = {"max_steps": 2, "batch_size": 4, "log_every": 1, "max_seq_len": 128, "eval_every_steps": 1, "eval_subset": 2}
     spec = write_spec(tmp_path, tiny_lm_dir, dialogue_files, train=train)
     assert compare.main([spec]) == 0
@@ -58,6 +63,8 @@ def test_grid_logs_one_child_per_cell_a_report_and_a_champion(tracking, tmp_path
     trained = {m: children[m].data.metrics for m in ("full", "lora")}
     assert all(0 <= trained[m]["padding_share"] < 1 for m in trained)
     assert children["base"].data.metrics["saved_bytes"] == 0
+    assert children["base"].data.metrics["params_trainable"] == 0  # zero-shot: nothing trains
+    assert children["base"].data.metrics["params_total"] == trained["full"]["params_trainable"]
     assert 0 < trained["lora"]["saved_bytes"] < trained["full"]["saved_bytes"]
     assert trained["lora"]["params_trainable"] < trained["full"]["params_trainable"]
     assert [m.step for m in client.get_metric_history(children["lora"].info.run_id, "train_loss")] == [1, 2]
@@ -67,6 +74,7 @@ def test_grid_logs_one_child_per_cell_a_report_and_a_champion(tracking, tmp_path
     mfu_history = client.get_metric_history(children["full"].info.run_id, "mfu")
     assert [m.step for m in mfu_history] == [1, 2, 2]  # two log windows, then the whole-run figure
     assert children["full"].data.metrics["mfu"] == mfu_history[-1].value
+    assert whole_run_mfu == [trained["full"]["mfu"], trained["lora"]["mfu"]]
 
     report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert report == {"report/comparison.csv", "report/comparison.md", "report/quality_vs_cost.png"}
@@ -107,6 +115,17 @@ def test_a_second_equal_run_registers_a_challenger_and_keeps_the_champion(tracki
     assert str(client.get_model_version_by_alias("tiny-summarizer", "champion").version) == "1"
     challenger = client.get_model_version_by_alias("tiny-summarizer", "challenger")
     assert str(challenger.version) == "2" and "does not beat champion v1" in challenger.description
+
+
+def test_the_reading_takes_the_registry_metric_in_its_direction(tracking, tmp_path, tiny_lm_dir, dialogue_files):
+    registry = {"model_name": "tiny-summarizer", "metric": "eval_loss", "greater_is_better": False, "promote": False}
+    methods = [{"name": "base"}, {"name": "full", "learning_rate": 1e-3}]
+    assert compare.main([write_spec(tmp_path, tiny_lm_dir, dialogue_files, methods=methods, registry=registry)]) == 0
+    runs = runs_of(MlflowClient())
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    lowest = min((r for r in runs if r is not parent), key=lambda r: r.data.metrics["eval_loss"])
+    assert lowest.data.tags["method"] == "full"  # two steps at lr 1e-3 fit the eval dialogues better
+    assert "full scores the best eval loss" in parent.data.tags["mlflow.note.content"]
 
 
 def test_a_failing_cell_is_reported_and_the_others_go_on(tracking, tmp_path, tiny_lm_dir, dialogue_files, capsys):

@@ -116,6 +116,21 @@ def test_on_validation_hears_every_validation_and_can_stop_training(tiny_lm_dir)
     assert heard == [(2, 0.1), (4, 0.2)]
 
 
+def test_log_windows_report_mfu_through_the_one_formula(tiny_lm_dir, monkeypatch):
+    from pipelines import efficiency
+    from pipelines import train as train_module
+
+    calls = []
+    monkeypatch.setattr(train_module, "mfu", lambda *args: calls.append(args) or efficiency.mfu(*args))
+    model, tokenizer, _ = load_lm(str(tiny_lm_dir))
+    logged = []
+    train(model, encoded(tokenizer), TrainSettings(max_steps=2, batch_size=4, log_every=1), learning_rate=1e-3,
+          weight_decay=0.0, seed=0, pad_id=tokenizer.pad_token_id, device=torch.device("cpu"),
+          log=lambda metrics, step: logged.append(metrics), flops_per_token=1e6, peak_flops=1e12)
+    assert [args[1:] for args in calls] == [(1e6, 1e12)] * 2
+    assert [m["mfu"] for m in logged] == [efficiency.mfu(m["train_tokens_per_s"], 1e6, 1e12) for m in logged]
+
+
 def test_padding_share_counts_the_padded_slots(tiny_lm_dir):
     from pipelines.tasks.summarization import length_grouped_batches
 

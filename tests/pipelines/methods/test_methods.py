@@ -8,7 +8,9 @@ from pipelines.resources import bytes_on_disk, parameter_counts
 
 def test_base_trains_nothing_and_full_trains_everything(tiny_lm):
     model, _ = tiny_lm
+    total = parameter_counts(model)["params_total"]
     assert BaseMethod().trains is False and BaseMethod().apply(model) is model
+    assert parameter_counts(model) == {"params_total": total, "params_trainable": 0}
     full = FullMethod().apply(model)
     counts = parameter_counts(full)
     assert counts["params_trainable"] == counts["params_total"]
