@@ -21,7 +21,7 @@ from pipelines.metrics import summarization_scores
 from pipelines.resources import ResourceMeter, release_freed_memory
 from pipelines.runtime import autocast_dtype, configure_threads
 from pipelines.sources.models import load_lm
-from pipelines.tasks.summarization import encode_for_training, generate_summaries
+from pipelines.tasks.summarization import collate, encode_for_training, generate_summaries, summary_loss, target_tokens
 from pipelines.train import eval_loss, train
 from pipelines.train_setup import prepared_for_training
 
@@ -59,12 +59,12 @@ def run(args, method_name: str, precision: str, train_rows, eval_rows) -> dict:
                              log_every=10, precision=precision)
     amp = autocast_dtype(precision, CPU)
     with ResourceMeter(CPU) as meter, prepared_for_training(model, settings, amp):
-        fit = train(model, [encode(ex) for ex in train_rows], settings, learning_rate=method.learning_rate,
+        fit = train(model, [encode(ex) for ex in train_rows], settings, collate=collate, loss=summary_loss, learning_rate=method.learning_rate,
                     weight_decay=0.0, seed=args.seed, pad_id=tokenizer.pad_token_id, device=CPU, amp_dtype=amp)
     predictions = generate_summaries(model, tokenizer, INSTRUCTION, [ex.text for ex in eval_rows], args.max_new_tokens,
                                      16, max_prompt_tokens=args.max_seq_len)
     scores = summarization_scores(predictions, [list(ex.references) for ex in eval_rows])
-    return {"eval_loss": eval_loss(model, [encode(ex) for ex in eval_rows], 8, tokenizer.pad_token_id, CPU),
+    return {"eval_loss": eval_loss(model, [encode(ex) for ex in eval_rows], collate=collate, loss=summary_loss, weight=target_tokens, batch_size=8, pad_id=tokenizer.pad_token_id, device=CPU),
             "rouge1": scores["rouge1"], "rouge2": scores["rouge2"], "rougeL": scores["rougeL"],
             "train_tokens_per_s": fit.tokens_per_s, "peak_rss_gb": meter.summary()["peak_rss_mb"] / 1024,
             "final_train_loss": fit.final_loss}

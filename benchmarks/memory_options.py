@@ -55,7 +55,7 @@ def run_one(args, config: dict) -> dict:
     from pipelines.resources import ResourceMeter
     from pipelines.runtime import autocast_dtype, configure_threads
     from pipelines.sources.models import load_lm
-    from pipelines.tasks.summarization import encode_for_training
+    from pipelines.tasks.summarization import collate, encode_for_training, summary_loss
     from pipelines.train import train
     from pipelines.train_setup import prepared_for_training
 
@@ -75,7 +75,8 @@ def run_one(args, config: dict) -> dict:
                              gradient_checkpointing=config.get("gradient_checkpointing", False))
     settings = method.train_settings(settings)  # QLoRA's recipe turns checkpointing on
     amp = autocast_dtype(settings.precision, cpu)
-    kwargs = {"learning_rate": method.learning_rate, "weight_decay": 0.0, "seed": 0, "pad_id": tokenizer.pad_token_id,
+    kwargs = {"collate": collate, "loss": summary_loss, "learning_rate": method.learning_rate, "weight_decay": 0.0,
+              "seed": 0, "pad_id": tokenizer.pad_token_id,
               "device": cpu, "amp_dtype": amp}
     with prepared_for_training(model, settings, amp):
         # One step first, unmetered: kernel selection and the first touch of memory happen once per process.

@@ -33,7 +33,7 @@ from pipelines.metrics import summarization_scores
 from pipelines.resources import release_freed_memory
 from pipelines.runtime import autocast_dtype, configure_threads
 from pipelines.sources.models import load_lm
-from pipelines.tasks.summarization import encode_for_training, generate_summaries
+from pipelines.tasks.summarization import collate, encode_for_training, generate_summaries, summary_loss
 from pipelines.train import train
 from pipelines.train_setup import prepared_for_training
 
@@ -82,7 +82,8 @@ def run_arm(args, rows, tracked: bool) -> dict:
         spent_validating += time.perf_counter() - started
         return scores
 
-    kwargs = {"learning_rate": method.learning_rate, "weight_decay": 0.0, "seed": args.seed,
+    kwargs = {"collate": collate, "loss": summary_loss, "learning_rate": method.learning_rate, "weight_decay": 0.0,
+              "seed": args.seed,
               "pad_id": tokenizer.pad_token_id, "device": CPU, "amp_dtype": amp}
     release_freed_memory()
     # Timed from the first step to the last; the run's start and end (a fixed ~1 s) are left out.

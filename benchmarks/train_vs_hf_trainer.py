@@ -32,7 +32,7 @@ from pipelines.methods import LoraMethod
 from pipelines.resources import ResourceMeter, release_freed_memory
 from pipelines.runtime import autocast_dtype, configure_threads
 from pipelines.sources.models import load_lm
-from pipelines.tasks.summarization import encode_for_training, head_share
+from pipelines.tasks.summarization import collate, encode_for_training, head_share, summary_loss, target_tokens
 from pipelines.train import eval_loss, train
 from pipelines.train_setup import prepared_for_training
 
@@ -83,7 +83,7 @@ def run_project(args, examples, held_out) -> dict:
     flops_per_token = training_flops_per_token(model, mean_len, head_share=head_share(model, examples))
     order_seed = args.seed if args.order_seed is None else args.order_seed
     with ResourceMeter(CPU) as meter, prepared_for_training(model, settings, amp):
-        fit = train(model, examples, settings, learning_rate=method.learning_rate, weight_decay=0.0,
+        fit = train(model, examples, settings, collate=collate, loss=summary_loss, learning_rate=method.learning_rate, weight_decay=0.0,
                     seed=order_seed, pad_id=tokenizer.pad_token_id, device=CPU, amp_dtype=amp)
     peak = args.peak_gflops * 1e9 if args.peak_gflops else peak_flops(CPU, amp or torch.float32)
     return {
@@ -92,7 +92,7 @@ def run_project(args, examples, held_out) -> dict:
         "padding_share": fit.padding_share, "peak_rss_mb": meter.summary()["peak_rss_mb"],
         "final_train_loss": fit.final_loss, "flops_per_token": flops_per_token, "peak_flops": peak,
         "mfu": fit.tokens / meter.summary()["wall_time_s"] * flops_per_token / peak,
-        "eval_loss": eval_loss(model, held_out, 8, tokenizer.pad_token_id, CPU),
+        "eval_loss": eval_loss(model, held_out, collate=collate, loss=summary_loss, weight=target_tokens, batch_size=8, pad_id=tokenizer.pad_token_id, device=CPU),
     }
 
 
@@ -134,7 +134,7 @@ def run_hf_trainer(args, examples, held_out) -> dict:
         "precision": "torch.float32", "steps": state.global_step, "examples": seen["examples"], "real_tokens": seen["real"],
         "train_s": wall, "real_tokens_per_s": seen["real"] / wall, "padding_share": 1 - seen["real"] / max(1, seen["slots"]),
         "peak_rss_mb": meter.summary()["peak_rss_mb"], "final_train_loss": state.training_loss,
-        "eval_loss": eval_loss(model, held_out, 8, tokenizer.pad_token_id, CPU),
+        "eval_loss": eval_loss(model, held_out, collate=collate, loss=summary_loss, weight=target_tokens, batch_size=8, pad_id=tokenizer.pad_token_id, device=CPU),
     }
 
 

@@ -1,7 +1,9 @@
 """One cell of a comparison grid: a (model, method, dataset) child run, read top to bottom.
 
-load the base model -> apply the method -> train within the budget -> generate on the eval
-split -> score -> save what the method changed -> log metrics, predictions and a servable model.
+load the base model as the task needs it -> apply the method -> train within the budget -> eval
+loss, predict and score the eval split -> save what the method changed -> log metrics,
+predictions and the task's servable model. The task (`pipelines.tasks`) is looked up once; the
+cell never branches on it.
 """
 from __future__ import annotations
 
@@ -9,28 +11,27 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import mlflow
 import torch
 from optuna import TrialPruned
 
-from pipelines import cell_classification
 from pipelines.config import ExperimentSpec, flatten
 from pipelines.efficiency import mfu, peak_flops, training_flops_per_token
 from pipelines.errors import PlatformError
 from pipelines.methods.common import save_changed_weights
-from pipelines.metrics import summarization_scores
 from pipelines.resources import ResourceMeter, bytes_on_disk, parameter_counts, release_freed_memory
 from pipelines.runtime import autocast_dtype, pick_device
 from pipelines.sources.datasets import Splits
-from pipelines.sources.models import is_seq2seq, load_lm
-from pipelines.tasks.summarization import encode_for_training, generate_summaries, head_share
+from pipelines.tasks import get_task
+from pipelines.tasks.base import greater_is_better
 from pipelines.train import eval_loss, train
 from pipelines.train_setup import prepared_for_training
 from registry.promote import DATA_LICENCE_TAG, DATA_SOURCE_TAG
-from registry.summarizer import log_summarizer
+from registry.servables import log_servable
 
 
 @dataclass
@@ -124,99 +125,90 @@ def _base_source(model_src) -> str:
 
 
 def _run(spec: ExperimentSpec, model_src, method, splits: Splits, on_validation=None) -> dict:
+    task = get_task(spec.task)
     device = pick_device(spec.train.device)
     eval_examples = splits.eval[: spec.eval.max_examples] if spec.eval.max_examples else splits.eval
-    classification = spec.task == "classification"
     with tempfile.TemporaryDirectory(prefix="cell-") as workdir:
         with ResourceMeter(device) as meter:  # the cost of the method itself, not of logging it
-            if classification:
-                scalars, outputs = cell_classification.fit_and_predict(spec, model_src, method, splits, eval_examples,
-                                                                       device, Path(workdir), on_validation)
-            else:
-                scalars, predictions, saved = _fit_and_predict(spec, model_src, method, splits.train, eval_examples,
-                                                               device, Path(workdir), on_validation)
+            fitted, scalars = _fit(task, spec, model_src, method, splits, eval_examples, device, on_validation)
+            predictions = _predict_and_score(task, fitted, spec, eval_examples, device, scalars)
+            saved = save_changed_weights(method, fitted.model, fitted.tokenizer, Path(workdir))
+            scalars["saved_bytes"] = bytes_on_disk(saved) if saved else 0
+            scalars["saved_mb"] = scalars["saved_bytes"] / 2**20
         scalars.update(meter.summary())
         # At the last training step, so that where a name also has a step history (tokens/s, MFU)
         # the run's value in the UI is this whole-run figure, not the last log window.
         mlflow.log_metrics(scalars, step=int(scalars.get("train_steps", 0)))
-        if classification:
-            model_uri = cell_classification.log_outputs(model_src, method, eval_examples, outputs,
-                                                        _base_source(model_src))
-        else:
-            mlflow.log_table(
-                {"row": [ex.row for ex in eval_examples], "dialogue": [ex.text for ex in eval_examples],
-                 "reference": [ex.references[0] for ex in eval_examples], "prediction": predictions},
-                artifact_file="predictions.json",
-            )
-            model_uri = log_summarizer(base_source=_base_source(model_src), artifact_kind=method.artifact_kind,
-                                       artifact_dir=saved, generation=spec.generation,
-                                       max_prompt_tokens=spec.train.max_seq_len).model_uri
-    shown = ("accuracy", "f1_macro") if classification else ("rougeL", "bleu")
-    shown += ("wall_time_s", "peak_rss_mb")
+        mlflow.log_table(task.prediction_table(eval_examples, predictions), artifact_file="predictions.json")
+        for name, figure in task.figures(fitted, predictions, eval_examples).items():
+            mlflow.log_figure(figure, name)
+            import matplotlib.pyplot as plt
+
+            plt.close(figure)
+        model_uri = log_servable(task.servable, base_source=_base_source(model_src), artifact_kind=method.artifact_kind,
+                                 artifact_dir=saved, **task.servable_kwargs(fitted, spec)).model_uri
+    shown = (task.scores[0].name, task.scores[1].name, "wall_time_s", "peak_rss_mb")
     print("  " + "  ".join(f"{k} {scalars[k]:.4g}" for k in shown if k in scalars), flush=True)
     return {"scalars": scalars, "model_uri": model_uri}
 
 
-def _fit_and_predict(spec, model_src, method, train_examples, eval_examples, device, workdir: Path,
-                     on_validation=None):
-    gen = spec.generation
-    scalars: dict[str, float] = {}
+def _fit(task, spec, model_src, method, splits: Splits, eval_examples, device, on_validation=None):
+    """The base model as the task loads it, wrapped by the method, trained within the budget."""
     torch.manual_seed(spec.seed)
-    model, tokenizer, _ = load_lm(model_src.source, device=device, **method.load_kwargs(device))
-    model = method.apply(model)
-    scalars.update(parameter_counts(model))
-    pad_id = tokenizer.pad_token_id
+    fitted = task.load(model_src.source, splits, spec, device, method.load_kwargs(device))
+    fitted.model = method.apply(fitted.model)
+    scalars: dict[str, float] = {**parameter_counts(fitted.model), **task.train_statistics(fitted, splits.train)}
+    if not method.trains:
+        return fitted, scalars
+    train_set = task.encode(fitted, spec, splits.train)
+    scalars["train_truncated_examples"] = truncated = sum(e.truncated for e in train_set)
+    if truncated:
+        print(f"  {truncated}/{len(train_set)} training examples truncated to {fitted.max_len} tokens")
+    subset = eval_examples[: spec.train.eval_subset]
+    amp = autocast_dtype(spec.train.precision, device)
 
-    seq2seq = is_seq2seq(model)
+    def validate(model):  # the model as it trains: a bf16 frozen base needs autocast to run at speed
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            predictions = task.predict(replace(fitted, model=model), spec, subset, validating=True)
+        return task.score(fitted, predictions, subset)
 
-    def encode(ex):
-        return encode_for_training(tokenizer, gen.instruction, ex.text, ex.references[0],
-                                   spec.train.max_seq_len, spec.train.max_target_tokens, seq2seq=seq2seq)
+    flops_per_token = training_flops_per_token(
+        fitted.model, sum(e.n_tokens for e in train_set) / max(1, len(train_set)),
+        head_share=task.head_share(fitted.model, train_set))
+    peak = peak_flops(device, amp or torch.float32)
+    smoothing = spec.train.label_smoothing
+    with prepared_for_training(fitted.model, method.train_settings(spec.train), amp):  # bf16 base, checkpointing
+        fit = train(
+            fitted.model, train_set, spec.train, collate=task.collate,
+            loss=partial(task.loss, label_smoothing=smoothing) if smoothing else task.loss,
+            learning_rate=method.learning_rate, weight_decay=method.weight_decay, seed=spec.seed,
+            pad_id=fitted.tokenizer.pad_token_id, device=device, amp_dtype=amp,
+            log=lambda metrics, step: mlflow.log_metrics(metrics, step=step), validate=validate,
+            on_validation=on_validation, flops_per_token=flops_per_token, peak_flops=peak,
+            greater_is_better=greater_is_better(task, spec.train.select_metric),
+        )
+    scalars.update(train_steps=fit.steps, train_examples=fit.examples, train_tokens=fit.tokens,
+                   train_time_s=fit.train_time_s, train_tokens_per_s=fit.tokens_per_s,
+                   train_examples_per_s=fit.examples / max(fit.train_time_s, 1e-9),
+                   train_flops_per_token=flops_per_token, peak_flops=peak, padding_share=fit.padding_share,
+                   mfu=mfu(fit.tokens_per_s, flops_per_token, peak))
+    if fit.best_step is not None:
+        scalars.update(best_step=fit.best_step, best_val_score=fit.best_value)
+    mlflow.set_tag("stopped_by", fit.stopped_by)
+    return fitted, scalars
 
-    if method.trains:
-        train_set = [encode(ex) for ex in train_examples]
-        scalars["train_truncated_examples"] = truncated = sum(e.truncated for e in train_set)
-        if truncated:
-            print(f"  {truncated}/{len(train_set)} training dialogues truncated to max_seq_len={spec.train.max_seq_len}")
-        subset = eval_examples[: spec.train.eval_subset]
 
-        amp = autocast_dtype(spec.train.precision, device)
-
-        def validate(m):  # the model as it trains: a bf16 base needs autocast to run at speed
-            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                predictions = generate_summaries(m, tokenizer, gen.instruction, [ex.text for ex in subset],
-                                                 gen.max_new_tokens, gen.batch_size,
-                                                 max_prompt_tokens=spec.train.max_seq_len)
-            return summarization_scores(predictions, [list(ex.references) for ex in subset])
-
-        flops_per_token = training_flops_per_token(model, sum(e.n_tokens for e in train_set) / max(1, len(train_set)),
-                                                   head_share=head_share(model, train_set))
-        peak = peak_flops(device, amp or torch.float32)
-        with prepared_for_training(model, method.train_settings(spec.train), amp):  # bf16 base, checkpointing, compile
-            fit = train(
-                model, train_set, spec.train, learning_rate=method.learning_rate, weight_decay=method.weight_decay,
-                seed=spec.seed, pad_id=pad_id, device=device, amp_dtype=amp,
-                log=lambda metrics, step: mlflow.log_metrics(metrics, step=step), validate=validate,
-                on_validation=on_validation, flops_per_token=flops_per_token, peak_flops=peak,
-            )
-        scalars.update(train_steps=fit.steps, train_examples=fit.examples, train_tokens=fit.tokens,
-                       train_time_s=fit.train_time_s, train_tokens_per_s=fit.tokens_per_s,
-                       train_flops_per_token=flops_per_token, peak_flops=peak, padding_share=fit.padding_share,
-                       mfu=mfu(fit.tokens_per_s, flops_per_token, peak))
-        if fit.best_step is not None:
-            scalars.update(best_step=fit.best_step, best_val_score=fit.best_value)
-        mlflow.set_tag("stopped_by", fit.stopped_by)
-    scalars["eval_loss"] = eval_loss(model, [encode(ex) for ex in eval_examples], gen.batch_size, pad_id, device)
+def _predict_and_score(task, fitted, spec, eval_examples, device, scalars: dict):
+    """Eval loss (teacher forcing), then the task's predictions and scores, into `scalars`."""
+    encoded = task.encode(fitted, spec, eval_examples)
+    scalars["eval_loss"] = eval_loss(fitted.model, encoded, collate=task.collate, loss=task.loss,
+                                     weight=task.loss_weight, batch_size=spec.generation.batch_size,
+                                     pad_id=fitted.tokenizer.pad_token_id, device=device)
     started = time.perf_counter()
-    print(f"  generating {len(eval_examples)} summaries", flush=True)
-    predictions = generate_summaries(
-        model, tokenizer, gen.instruction, [ex.text for ex in eval_examples], gen.max_new_tokens, gen.batch_size,
-        gen.num_beams, max_prompt_tokens=spec.train.max_seq_len,
-        progress=lambda done, total: print(f"  generated {done}/{total}", flush=True),
-    )
+    print(f"  predicting {len(eval_examples)} eval examples", flush=True)
+    predictions = task.predict(fitted, spec, eval_examples,
+                               progress=lambda done, total: print(f"  predicted {done}/{total}", flush=True))
     scalars["eval_time_s"] = time.perf_counter() - started
-    scalars.update(summarization_scores(predictions, [list(ex.references) for ex in eval_examples]))
-    saved = save_changed_weights(method, model, tokenizer, workdir)
-    scalars["saved_bytes"] = bytes_on_disk(saved) if saved else 0
-    scalars["saved_mb"] = scalars["saved_bytes"] / 2**20
-    return scalars, predictions, saved
+    scalars.update(task.score(fitted, predictions, eval_examples))
+    scalars.update(predictions.scalars)
+    return predictions

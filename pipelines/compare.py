@@ -21,7 +21,7 @@ from pipelines.resume import cell_key, data_fingerprint, mark_resumed, reusable_
 from pipelines.runtime import configure_threads
 from pipelines.sources.models import resolve_model
 from pipelines.spec_paths import add_set_argument, parse_overrides
-from pipelines.tasks import load_task_splits
+from pipelines.tasks import get_task
 from pipelines.tracking import failing_run_on_error, setup_tracking
 from registry.promote import promote
 
@@ -34,10 +34,10 @@ def run(spec: ExperimentSpec, spec_path: str | None = None):
     if spec_path:
         mlflow.log_artifact(spec_path, "spec")
     # Resolve every input before the first cell trains: bad data or an unknown model fails in seconds.
-    classification = spec.task == "classification"
-    splits = {d.name: load_task_splits(d, spec.seed, spec.task) for d in spec.datasets}
+    task = get_task(spec.task)
+    splits = {d.name: task.load_splits(d, spec.seed) for d in spec.datasets}
     for d in spec.datasets:
-        labels = f", labels {list(splits[d.name].labels)}" if classification else ""
+        labels = task.describe_splits(splits[d.name])
         read = ", ".join(f"{split} from {source}" for split, source in splits[d.name].sources.items())
         print(f"[data] {d.name}: {len(splits[d.name].train)} train / {len(splits[d.name].eval)} eval rows{labels} "
               f"({read})", flush=True)

@@ -5,6 +5,7 @@ with the key path in the message (e.g. `methods.2.r: Input should be greater tha
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,13 +13,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipelines.errors import PlatformError
-from pipelines.hpo_config import UNION_TAGS, HpoSettings, check_hpo
+from pipelines.hpo_config import UNION_TAGS, HpoSettings, validation_metrics
 from pipelines.methods import METHODS, MethodSpec
-from pipelines.spec_paths import with_overrides
+from pipelines.spec_paths import set_path, with_overrides
+from pipelines.tasks import TASKS
+from pipelines.tasks.base import greater_is_better
 
-
-SUMMARIZATION_METRICS = {"rouge1", "rouge2", "rougeL", "rougeLsum", "bleu"}
-CLASSIFICATION_METRICS = {"accuracy", "f1_macro"}
 
 
 class _Strict(BaseModel):
@@ -104,14 +104,18 @@ class TrainSettings(_Strict):
     eval_every_steps: int | None = Field(
         None, ge=1, description="generate and score the validation subset every N steps (off when absent)")
     eval_subset: int = Field(16, ge=1, description="eval rows (the first N, fixed) scored during training")
-    select_metric: Literal["rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "accuracy", "f1_macro"] = Field(
-        "rougeL", description="validation metric for best-checkpoint selection and early stopping")
+    select_metric: str | None = Field(
+        None, description="validation metric for best-checkpoint selection and early stopping, in the direction "
+        "the task gives it; one of the task's validation scores (default: its first)")
     early_stopping_patience: int | None = Field(
         None, ge=1, description="stop after this many validations without improvement (never when absent)")
     precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="bfloat16: bf16 autocast, and an adapter's frozen base held in bf16 while it trains; "
         "auto: bfloat16 on CUDA with bf16 support, float32 elsewhere (CPUs with AMX too, until bf16 quality is measured)"
     )
+    max_grad_norm: float | None = Field(1.0, gt=0, description="clip the gradient norm to this (none: no clipping)")
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1, description="label smoothing of the training loss (never of eval_loss or perplexity)")
     gradient_checkpointing: bool = Field(
         False, description="recompute each layer's activations in the backward pass: less memory, ~30% more compute")
     compile: bool = Field(False, description="torch.compile the model for training (slow to compile; off by default)")
@@ -137,15 +141,17 @@ class EvalSettings(_Strict):
 class RegistrySettings(_Strict):
     """What gets promoted after the grid."""
 
-    model_name: str = Field("dialogue-summarizer", description="registered model name")
-    metric: str = Field("rougeL", description="metric that picks the best cell and decides on `champion`")
-    greater_is_better: bool = True
+    model_name: str | None = Field(None, description="registered model name (default: the task's)")
+    metric: str | None = Field(
+        None, description="metric that picks the best cell and decides on `champion` (default: the task's first score)")
+    greater_is_better: bool | None = Field(None, description="the metric's direction (default: the task's)")
     promote: bool = Field(True, description="register the best cell and decide on `champion`")
 
 
 class ExperimentSpec(_Strict):
     name: str = Field(description="MLflow run name of the parent run")
-    task: Literal["summarization", "classification"] = "summarization"
+    task: str = Field("summarization", description="a task of the registry in pipelines/tasks (summarization, "
+                      "classification, ...)")
     seed: int = 1234
     models: list[ModelSource] = Field(default_factory=lambda: [ModelSource()], min_length=1)
     datasets: list[DatasetSource] = Field(min_length=1)
@@ -157,23 +163,32 @@ class ExperimentSpec(_Strict):
     hpo: HpoSettings | None = Field(None, description="Optuna study over the spec's one cell (the `hpo` entry point)")
 
     @model_validator(mode="after")
-    def _unique_labels(self):
+    def _unique_names(self):
         for field in ("models", "datasets", "methods"):
             names = [item.name for item in getattr(self, field)]
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"{field}: duplicate name(s) {dupes}")
-        if self.task == "classification":
-            for i, method in enumerate(self.methods):
-                if not method.trains:
-                    raise ValueError(f"methods.{i}: '{method.name}' has nothing to score for classification: the "
-                                     "classification head starts untrained; use full, lora, ia3, ...")
-        task_metrics = CLASSIFICATION_METRICS if self.task == "classification" else SUMMARIZATION_METRICS
-        if self.train.select_metric not in task_metrics:
-            if "select_metric" in self.train.model_fields_set:
-                raise ValueError(f"train.select_metric: '{self.train.select_metric}' is not a {self.task} metric; "
-                                 f"use one of {sorted(task_metrics)}")
-            self.train.select_metric = "accuracy"  # only the default can mismatch: it is a summarization metric
+        return self
+
+    @model_validator(mode="after")
+    def _task_defaults(self):
+        """What the spec leaves to its task (selection metric, registered name, metric direction)
+        comes from the task; what it sets must be something the task can do."""
+        if self.task not in TASKS:
+            raise ValueError(f"task: unknown task '{self.task}' (known: {', '.join(TASKS)})")
+        task = TASKS[self.task]
+        task.check_spec(self)
+        if self.train.select_metric is None:
+            self.train.select_metric = task.validation_scores[0]
+        elif self.train.select_metric not in task.validation_scores:
+            raise ValueError(f"train.select_metric: '{self.train.select_metric}' is not a {self.task} validation "
+                             f"score; use one of {sorted(task.validation_scores)}")
+        registry = self.registry
+        registry.model_name = registry.model_name or task.registered_model_name
+        registry.metric = registry.metric or task.scores[0].name
+        if registry.greater_is_better is None:
+            registry.greater_is_better = greater_is_better(task, registry.metric)
         return self
 
     def flat_params(self) -> dict[str, Any]:
@@ -237,4 +252,47 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Expe
         data = with_overrides(data, spec.model_dump(mode="json"), overrides)
     except ValueError as exc:
         raise PlatformError(f"invalid experiment spec {source}: {exc}") from None
+    return parse_spec(data, source)
+
+
+def check_hpo(spec, source: str) -> None:
+    """Cross-checks between the `hpo` section and the rest of the spec (PlatformError, one line)."""
+    hpo = spec.hpo
+    fail = f"invalid experiment spec {source}: "
+    cells = {"models": len(spec.models), "datasets": len(spec.datasets), "methods": len(spec.methods)}
+    extra = [f"{n} {field}" for field, n in cells.items() if n != 1]
+    if extra:
+        raise PlatformError(fail + f"hpo: a study tunes one cell, but the spec has {', '.join(extra)} "
+                            "(keep one model, one dataset and one method)")
+    if hpo.pruner.type != "none":
+        if spec.train.eval_every_steps is None:
+            raise PlatformError(fail + f"hpo.pruner: {hpo.pruner.type} needs train.eval_every_steps "
+                                "(it prunes on the validation scores during training)")
+        scored = validation_metrics(spec.task)
+        if hpo.metric not in scored:
+            raise PlatformError(fail + f"hpo.metric: the pruner reads '{hpo.metric}' at each validation, which scores "
+                                f"{', '.join(scored)}; pick one of them or pruner: none")
+    base = spec.model_dump(mode="json", exclude={"hpo"})
+    for key, param in hpo.space.items():
+        try:
+            set_path(copy.deepcopy(base), key, None)
+        except ValueError as exc:
+            raise PlatformError(fail + f"hpo.space.{key}: {exc}") from None
+        for value in param.probes():
+            try:
+                trial_spec(spec, {key: value}, source)
+            except PlatformError as exc:
+                reason = str(exc).removeprefix(fail)
+                raise PlatformError(fail + f"hpo.space.{key}: the spec refuses {value!r} ({reason})") from None
+
+
+def trial_spec(spec, values: dict[str, Any], source: str):
+    """The spec one trial trains: `spec` without its `hpo` section, `values` set at their dotted
+    paths, validated again."""
+    data = spec.model_dump(mode="json", exclude={"hpo"})
+    for key, value in values.items():
+        try:
+            set_path(data, key, value)
+        except ValueError as exc:
+            raise PlatformError(f"invalid experiment spec {source}: hpo.space.{key}: {exc}") from None
     return parse_spec(data, source)

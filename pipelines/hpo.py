@@ -30,11 +30,12 @@ from mlflow.entities import Param, RunTag
 from pipelines.cell import run_cell
 from pipelines.config import ExperimentSpec, load_spec
 from pipelines.errors import PlatformError
-from pipelines.hpo_config import HpoSettings, trial_spec
+from pipelines.config import trial_spec
+from pipelines.hpo_config import HpoSettings
 from pipelines.hpo_report import log_study_summary
 from pipelines.runtime import configure_threads
 from pipelines.sources.datasets import Splits
-from pipelines.tasks import load_task_splits
+from pipelines.tasks import get_task
 from pipelines.sources.models import resolve_model
 from pipelines.spec_paths import add_set_argument, parse_overrides
 from pipelines.tracking import failing_run_on_error, setup_tracking
@@ -129,7 +130,7 @@ class Objective:
         # The space may reach dataset fields (e.g. max_train_rows): load per distinct dataset spec.
         key = dataset.model_dump_json() + str(seed)
         if key not in self._splits:
-            self._splits[key] = load_task_splits(dataset, seed, self.spec.task)
+            self._splits[key] = get_task(self.spec.task).load_splits(dataset, seed)
         return self._splits[key]
 
     def __call__(self, trial: optuna.Trial) -> float:

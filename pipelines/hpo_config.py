@@ -8,14 +8,11 @@ spec refuses fails there, before anything trains.
 """
 from __future__ import annotations
 
-import copy
-import typing
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipelines.errors import PlatformError
-from pipelines.spec_paths import set_path
+from pipelines.tasks import get_task
 
 
 class _Strict(BaseModel):
@@ -168,52 +165,6 @@ UNION_TAGS = {cls.model_fields["type"].default for cls in (MedianPrunerSettings,
                                                             NoPrunerSettings)} | {"float", "int", "categorical"}
 
 
-def validation_metrics() -> tuple[str, ...]:
+def validation_metrics(task: str) -> tuple[str, ...]:
     """What a validation during training scores, i.e. what a pruner can read."""
-    from pipelines.config import TrainSettings
-
-    return typing.get_args(TrainSettings.model_fields["select_metric"].annotation)
-
-
-def check_hpo(spec, source: str) -> None:
-    """Cross-checks between the `hpo` section and the rest of the spec (PlatformError, one line)."""
-    hpo = spec.hpo
-    fail = f"invalid experiment spec {source}: "
-    cells = {"models": len(spec.models), "datasets": len(spec.datasets), "methods": len(spec.methods)}
-    extra = [f"{n} {field}" for field, n in cells.items() if n != 1]
-    if extra:
-        raise PlatformError(fail + f"hpo: a study tunes one cell, but the spec has {', '.join(extra)} "
-                            "(keep one model, one dataset and one method)")
-    if hpo.pruner.type != "none":
-        if spec.train.eval_every_steps is None:
-            raise PlatformError(fail + f"hpo.pruner: {hpo.pruner.type} needs train.eval_every_steps "
-                                "(it prunes on the validation scores during training)")
-        if hpo.metric not in validation_metrics():
-            raise PlatformError(fail + f"hpo.metric: the pruner reads '{hpo.metric}' at each validation, which scores "
-                                f"{', '.join(validation_metrics())}; pick one of them or pruner: none")
-    base = spec.model_dump(mode="json", exclude={"hpo"})
-    for key, param in hpo.space.items():
-        try:
-            set_path(copy.deepcopy(base), key, None)
-        except ValueError as exc:
-            raise PlatformError(fail + f"hpo.space.{key}: {exc}") from None
-        for value in param.probes():
-            try:
-                trial_spec(spec, {key: value}, source)
-            except PlatformError as exc:
-                reason = str(exc).removeprefix(fail)
-                raise PlatformError(fail + f"hpo.space.{key}: the spec refuses {value!r} ({reason})") from None
-
-
-def trial_spec(spec, values: dict[str, Any], source: str):
-    """The spec one trial trains: `spec` without its `hpo` section, `values` set at their dotted
-    paths, validated again."""
-    from pipelines.config import parse_spec  # config imports this module for HpoSettings
-
-    data = spec.model_dump(mode="json", exclude={"hpo"})
-    for key, value in values.items():
-        try:
-            set_path(data, key, value)
-        except ValueError as exc:
-            raise PlatformError(f"invalid experiment spec {source}: hpo.space.{key}: {exc}") from None
-    return parse_spec(data, source)
+    return get_task(task).validation_scores

@@ -3,6 +3,9 @@
 A plain loop rather than HF Trainer: the budget includes a wall-clock cap, the loss masking is
 done in `tasks`, and the hot loop must stay free of per-step host syncs (loss is read back only
 when logged). Trainer measured no faster here and would hide those choices.
+
+The loop knows no task: it is given the task's `collate(examples, pad_id) -> batch` and
+`loss(model, batch) -> scalar`, and which way the selection metric is better.
 """
 from __future__ import annotations
 
@@ -14,14 +17,10 @@ from dataclasses import dataclass
 
 import torch
 
+from pipelines.batches import length_grouped_batches, padded_tokens
 from pipelines.efficiency import mfu
-from pipelines.tasks.summarization import (
-    Encoded,
-    collate,
-    length_grouped_batches,
-    padded_tokens,
-    summary_loss,
-)
+
+Batch = dict[str, torch.Tensor]
 
 
 @dataclass
@@ -87,19 +86,20 @@ def plan_steps(n_examples: int, settings) -> tuple[int, str]:
 
 
 def train(
-    model, examples: list[Encoded], settings, *, learning_rate: float, weight_decay: float, seed: int,
+    model, examples: list, settings, *, collate: Callable[[list, int], Batch],
+    loss: Callable[[torch.nn.Module, Batch], torch.Tensor], learning_rate: float, weight_decay: float, seed: int,
     pad_id: int, device: torch.device, amp_dtype: torch.dtype | None = None,
     log: Callable[[dict, int], None] = lambda metrics, step: None,
     validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
     on_validation: Callable[[dict[str, float], int], None] | None = None,
-    flops_per_token: float | None = None, peak_flops: float | None = None, collate_fn=collate,
-    loss_fn=summary_loss,
+    flops_per_token: float | None = None, peak_flops: float | None = None, greater_is_better: bool = True,
 ) -> TrainResult:
     """Train in place. With `validate` and `settings.eval_every_steps`, the model is scored every
     N steps (logged as `val_<metric>`), training stops early after `early_stopping_patience`
-    validations without a gain on `settings.select_metric`, and the best weights are restored.
-    `collate_fn(examples, pad_id)` builds a batch of the task's examples (each has `n_tokens`) and
-    `loss_fn(model, batch)` computes its loss.
+    validations without a gain on `settings.select_metric` (better when greater, or when lower
+    with `greater_is_better=False`), and the best weights are restored. `collate(examples,
+    pad_id)` builds a batch of the task's examples (each has `n_tokens`) and `loss(model, batch)`
+    computes its loss. Gradients are clipped to `settings.max_grad_norm` (none when it is None).
     `on_validation(scores, step)` is told every validation; it may raise to stop training (a
     tuning study prunes a trial that way) and the exception leaves `train` unchanged."""
     total_steps, stopped_by = plan_steps(len(examples), settings)
@@ -118,7 +118,7 @@ def train(
 
     stream = batch_stream()
     validating = validate is not None and settings.eval_every_steps is not None
-    best = BestCheckpoint(params, greater_is_better=True, patience=settings.early_stopping_patience)
+    best = BestCheckpoint(params, greater_is_better=greater_is_better, patience=settings.early_stopping_patience)
     model.train()
     started = time.perf_counter()
     window_loss = torch.zeros((), device=device)
@@ -130,17 +130,18 @@ def train(
             group["lr"] = lr
         for _ in range(settings.grad_accum):
             idx = next(stream)
-            batch = {k: v.to(device, non_blocking=True) for k, v in collate_fn([examples[i] for i in idx], pad_id).items()}
+            batch = {k: v.to(device, non_blocking=True) for k, v in collate([examples[i] for i in idx], pad_id).items()}
             with autocast:
-                loss = loss_fn(model, batch) / settings.grad_accum
-            loss.backward()
-            window_loss += loss.detach()
+                micro_loss = loss(model, batch) / settings.grad_accum
+            micro_loss.backward()
+            window_loss += micro_loss.detach()
             n_tokens = sum(lengths[i] for i in idx)
             tokens += n_tokens
             slots += padded_tokens([examples[i] for i in idx])
             window_tokens += n_tokens
             examples_seen += len(idx)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        if settings.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         window_steps += 1
@@ -166,8 +167,9 @@ def train(
             scores = validate(model)
             model.train()
             log({f"val_{k}": v for k, v in scores.items()}, done)
-            stop_early = best.update(scores[settings.select_metric], done)
-            print(f"  step {done}  val_{settings.select_metric} {scores[settings.select_metric]:.4f}  "
+            metric = settings.select_metric or next(iter(scores))  # a spec's task always names one
+            stop_early = best.update(scores[metric], done)
+            print(f"  step {done}  val_{metric} {scores[metric]:.4f}  "
                   f"(best {best.best_value:.4f} at step {best.best_step})", flush=True)
             if on_validation is not None:
                 on_validation(scores, done)
@@ -192,15 +194,19 @@ def train(
 
 
 @torch.inference_mode()
-def eval_loss(model, examples: list[Encoded], batch_size: int, pad_id: int, device: torch.device) -> float:
-    """Token-weighted mean loss on the eval split (teacher forcing; summarization)."""
+def eval_loss(model, examples: list, *, collate: Callable[[list, int], Batch],
+              loss: Callable[[torch.nn.Module, Batch], torch.Tensor], weight: Callable[[Batch], int],
+              batch_size: int, pad_id: int, device: torch.device) -> float:
+    """Mean loss on `examples` (teacher forcing), each batch's mean weighted by `weight(batch)`:
+    its target tokens for a generating task, its examples for a classifier. One mechanism for
+    every task; no label smoothing enters it, so a perplexity computed from it is honest."""
     model.eval()
     total, count = 0.0, 0
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
     for start in range(0, len(order), batch_size):
         chunk = [examples[i] for i in order[start : start + batch_size]]
         batch = {k: v.to(device) for k, v in collate(chunk, pad_id).items()}
-        n = int((batch["labels"] != -100).sum())
-        total += summary_loss(model, batch).item() * n
+        n = int(weight(batch))
+        total += loss(model, batch).item() * n
         count += n
     return total / max(count, 1)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 
 from pipelines.errors import PlatformError
@@ -196,7 +197,7 @@ class Splits:
     train: list[Example]
     eval: list[Example]
     labels: tuple[str, ...] | None = None  # classification: class names in index order
-    sources: dict[str, str] = field(default_factory=dict)  # split -> the file or hub set it was read from
+    sources: dict[str, str] = dataclass_field(default_factory=dict)  # split -> the file or hub set it was read from
 
 
 def load_splits(spec_dataset, seed: int, labels: bool = False) -> Splits:

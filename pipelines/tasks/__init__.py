@@ -1,14 +1,20 @@
-"""Task-specific data handling: summarization and classification."""
+"""The task registry: `spec.task` is looked up here, once, and nowhere else is a task named.
+
+Adding a task: a module with a class implementing `pipelines.tasks.base.Task`, one line in
+`TASKS`, its spec section if it has one, and its tests.
+"""
 from __future__ import annotations
 
+from pipelines.errors import PlatformError
+from pipelines.tasks.base import Task
+from pipelines.tasks.classification import ClassificationTask
+from pipelines.tasks.summarization import SummarizationTask
 
-def load_task_splits(dataset, seed: int, task: str):
-    """A dataset's splits as the task reads them: reference texts for summarization; for
-    classification, labels mapped, dropped and checked against the label set."""
-    from pipelines.sources.datasets import load_splits
+TASKS: dict[str, Task] = {task.name: task for task in (SummarizationTask(), ClassificationTask())}
 
-    if task != "classification":
-        return load_splits(dataset, seed)
-    from pipelines.tasks.classification import prepare_labels
 
-    return prepare_labels(load_splits(dataset, seed, labels=True), dataset)
+def get_task(name: str) -> Task:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise PlatformError(f"unknown task '{name}' (known: {', '.join(TASKS)})") from None

@@ -11,7 +11,13 @@ from dataclasses import dataclass, replace
 import torch
 
 from pipelines.errors import PlatformError
-from pipelines.sources.datasets import Example, Splits
+from pipelines.metrics import classification_scores, confusion_matrix_figure
+from pipelines.sources.datasets import Example, Splits, load_splits
+from pipelines.sources.models import load_classifier
+from pipelines.tasks.base import Fitted, Predictions, Score
+from pipelines.tasks.tokenizer_stats import tokenizer_stats
+
+TOKENIZER_SAMPLE = 2000  # rows measured for the tokenizer table: enough for stable means, quick on 60k-row sets
 
 
 def _relabelled(examples: list[Example], dataset) -> list[Example]:
@@ -40,7 +46,8 @@ def prepare_labels(splits: Splits, dataset) -> Splits:
         names = list(dataset.labels)
     known = set(names)
     for split_name, examples in (("train", train), ("eval", evaluation)):
-        source = splits.sources.get(split_name, dataset.name)
+        declared = dataset.train if split_name == "train" else dataset.eval or dataset.train
+        source = splits.sources.get(split_name) or (declared if isinstance(declared, str) else dataset.name)
         for ex in examples:
             if ex.references[0] not in known:
                 raise PlatformError(f"{source} row {ex.row}: label '{ex.references[0]}' is not in the declared labels "
@@ -75,9 +82,18 @@ def collate_labels(batch: list[EncodedText], pad_id: int) -> dict[str, torch.Ten
     return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([item.label for item in batch])}
 
 
-def classification_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Cross-entropy of the head's logits (the model computes it from `labels`)."""
-    return model(**batch).loss
+def classification_loss(model, batch: dict[str, torch.Tensor], label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy of the head's logits (the model computes it from `labels`, except with label
+    smoothing, which transformers' loss does not take)."""
+    if not label_smoothing:
+        return model(**batch).loss
+    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    return torch.nn.functional.cross_entropy(logits.float(), batch["labels"], label_smoothing=label_smoothing)
+
+
+def batch_examples(batch: dict[str, torch.Tensor]) -> int:
+    """What a batch's loss averages over: its examples (the eval_loss weight)."""
+    return int(batch["labels"].numel())
 
 
 @torch.inference_mode()
@@ -97,3 +113,77 @@ def predict_proba(model, tokenizer, texts: list[str], max_len: int,
         logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
         probs[idx] = torch.softmax(logits.float(), dim=-1).cpu()
     return probs, [e.truncated for e in encoded]
+
+
+class ClassificationTask:
+    """Text in, one of the dataset's labels out, from a new head on an encoder ([CLS]) or a decoder
+    (last token); scored with accuracy, macro F1 and calibration; served by `registry/classifier.py`."""
+
+    name = "classification"
+    scores = (Score("accuracy", "accuracy"), Score("f1_macro", "F1 (macro)"),
+              Score("precision_macro", "precision"), Score("recall_macro", "recall"),
+              Score("ece", "ECE", greater_is_better=False),
+              Score("eval_loss", "eval loss", greater_is_better=False, points=1.0))
+    validation_scores = ("accuracy", "f1_macro")
+    registered_model_name = "text-classifier"
+    input_column = "text"
+    servable = "classifier"
+
+    def check_spec(self, spec) -> None:
+        for i, method in enumerate(spec.methods):
+            if not method.trains:
+                raise ValueError(f"methods.{i}: '{method.name}' has nothing to score for classification: the "
+                                 "classification head starts untrained; use full, lora, ia3, ...")
+
+    def load_splits(self, dataset, seed: int) -> Splits:
+        return prepare_labels(load_splits(dataset, seed, labels=True), dataset)
+
+    def describe_splits(self, splits: Splits) -> str:
+        return f", labels {list(splits.labels)}"
+
+    def load(self, source: str, splits: Splits, spec, device, load_kwargs: dict) -> Fitted:
+        labels = list(splits.labels)
+        model, tokenizer, _ = load_classifier(source, labels, device=device, **load_kwargs)
+        limit = getattr(model.config, "max_position_embeddings", None) or spec.train.max_seq_len
+        if spec.train.max_seq_len > limit:
+            print(f"  max_seq_len {spec.train.max_seq_len} exceeds the model's {limit} positions: using {limit}")
+        return Fitted(model, tokenizer, min(spec.train.max_seq_len, limit), {"labels": labels})
+
+    def train_statistics(self, fitted: Fitted, examples: list[Example]) -> dict[str, float]:
+        return tokenizer_stats(fitted.tokenizer, [ex.text for ex in examples[:TOKENIZER_SAMPLE]])
+
+    def encode(self, fitted: Fitted, spec, examples: list[Example]) -> list[EncodedText]:
+        index = {name: i for i, name in enumerate(fitted.context["labels"])}
+        return [encode_text(fitted.tokenizer, ex.text, index[ex.references[0]], fitted.max_len) for ex in examples]
+
+    collate = staticmethod(collate_labels)
+    loss = staticmethod(classification_loss)
+    loss_weight = staticmethod(batch_examples)
+
+    def head_share(self, model, encoded: list) -> float:
+        return 1.0
+
+    def predict(self, fitted: Fitted, spec, examples: list[Example], progress=None,
+                validating: bool = False) -> Predictions:
+        labels = fitted.context["labels"]
+        probs, truncated = predict_proba(fitted.model, fitted.tokenizer, [ex.text for ex in examples],
+                                         fitted.max_len, spec.generation.batch_size)
+        confidence, index = probs.max(dim=-1)
+        return Predictions([labels[i] for i in index.tolist()], {"probability": confidence.tolist()},
+                           {"eval_truncated_examples": sum(truncated)})
+
+    def score(self, fitted: Fitted, predictions: Predictions, examples: list[Example]) -> dict[str, float]:
+        return classification_scores(predictions.outputs, predictions.extras["probability"],
+                                     [ex.references[0] for ex in examples], fitted.context["labels"])
+
+    def prediction_table(self, examples: list[Example], predictions: Predictions) -> dict[str, list]:
+        return {"row": [ex.row for ex in examples], "text": [ex.text for ex in examples],
+                "label": [ex.references[0] for ex in examples], "prediction": predictions.outputs,
+                "probability": predictions.extras["probability"]}
+
+    def figures(self, fitted: Fitted, predictions: Predictions, examples: list[Example]) -> dict:
+        gold = [ex.references[0] for ex in examples]
+        return {"confusion_matrix.png": confusion_matrix_figure(predictions.outputs, gold, fitted.context["labels"])}
+
+    def servable_kwargs(self, fitted: Fitted, spec) -> dict:
+        return {"labels": fitted.context["labels"], "max_seq_len": fitted.max_len}

@@ -4,10 +4,15 @@ batched generation."""
 from __future__ import annotations
 
 import inspect
-import random
 from dataclasses import dataclass
 
 import torch
+
+from pipelines.generation import generate_ids
+from pipelines.metrics import summarization_scores
+from pipelines.sources.datasets import Example, Splits, load_splits
+from pipelines.sources.models import is_seq2seq, load_lm
+from pipelines.tasks.base import Fitted, Predictions, Score
 
 IGNORE_INDEX = -100
 
@@ -86,15 +91,7 @@ def collate(batch: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
-def padded_tokens(batch: list[Encoded]) -> int:
-    """Token slots `collate` fills for this batch, padding included."""
-    slots = len(batch) * max(len(item.input_ids) for item in batch)
-    if getattr(batch[0], "seq2seq", False):  # other tasks' examples have no decoder side
-        slots += len(batch) * max(len(item.labels) for item in batch)
-    return slots
-
-
-def summary_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def summary_loss(model, batch: dict[str, torch.Tensor], label_smoothing: float = 0.0) -> torch.Tensor:
     """Mean cross-entropy over the target tokens, the same value as `model(**batch).loss`.
 
     A causal LM's loss covers only the summary (~10% of the tokens here), so the output head and
@@ -104,12 +101,29 @@ def summary_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     (encoder-decoders, prompt-learning adapters that prepend virtual tokens) use their own loss.
     """
     if not predicts_at_targets_only(model):
-        return model(**batch).loss
+        return _smoothed_loss(model, batch, label_smoothing) if label_smoothing else model(**batch).loss
     labels = batch["labels"]
     next_token = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)  # position t predicts t+1
     keep = next_token != IGNORE_INDEX
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
-    return torch.nn.functional.cross_entropy(logits.float(), next_token[keep])
+    return torch.nn.functional.cross_entropy(logits.float(), next_token[keep], label_smoothing=label_smoothing)
+
+
+def _smoothed_loss(model, batch: dict[str, torch.Tensor], label_smoothing: float) -> torch.Tensor:
+    """The model's own loss with label smoothing, which transformers' loss does not take: the
+    decoder's logits against its labels (seq2seq), or the shifted logits of a causal model whose
+    prompt-learning adapter prepends virtual tokens (their positions are dropped)."""
+    labels = batch["labels"]
+    logits = model(**{k: v for k, v in batch.items() if k != "labels"}, labels=labels).logits.float()
+    if not getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+        logits, labels = logits[:, -labels.size(1):-1], labels[:, 1:]
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1),
+                                             ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
+
+
+def target_tokens(batch: dict[str, torch.Tensor]) -> int:
+    """The tokens a batch's loss averages over: its eval_loss weight."""
+    return int((batch["labels"] != IGNORE_INDEX).sum())
 
 
 def head_share(model, examples: list[Encoded]) -> float:
@@ -132,24 +146,6 @@ def predicts_at_targets_only(model) -> bool:
     return "logits_to_keep" in inspect.signature(base.forward).parameters
 
 
-def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group: int = 32) -> list[list[int]]:
-    """Shuffled batches of similar-length examples, so little compute goes to padding.
-
-    Indices are shuffled, cut into groups of `group` batches, sorted by length inside a group,
-    then the batches are shuffled: random order, short padding.
-    """
-    rng = random.Random(seed)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    batches = []
-    span = batch_size * group
-    for start in range(0, len(order), span):
-        chunk = sorted(order[start : start + span], key=lambda i: lengths[i])
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
-    rng.shuffle(batches)
-    return batches
-
-
 def generate_summaries(
     model, tokenizer, instruction: str, dialogues: list[str], max_new_tokens: int, batch_size: int,
     num_beams: int = 1, max_prompt_tokens: int | None = None, progress=None,
@@ -168,40 +164,64 @@ def generate_summaries(
     return [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in generated]
 
 
-@torch.inference_mode()
-def generate_ids(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int,
-                 num_beams: int = 1, progress=None) -> list[list[int]]:
-    """New token ids per prompt: batches sorted by length (little padding), left padding, KV cache."""
-    device = next(model.parameters()).device
-    # A decoder-only model returns prompt + continuation; an encoder-decoder returns the decoder
-    # start token + continuation.
-    seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    outputs: list[list[int]] = [[] for _ in prompts]
-    was_training = model.training
-    model.eval()
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        width = max(len(prompts[i]) for i in idx)
-        ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for row, i in enumerate(idx):
-            n = len(prompts[i])
-            ids[row, width - n :] = torch.tensor(prompts[i])
-            mask[row, width - n :] = 1
-        generated = model.generate(
-            input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-            do_sample=False, num_beams=num_beams, pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id,
-            use_cache=True,
-        )
-        for row, i in enumerate(idx):
-            new = generated[row, 1:].tolist() if seq2seq else generated[row, width:].tolist()
-            # Drop what follows the end token (padding of sequences that finished early).
-            if tokenizer.eos_token_id in new:
-                new = new[: new.index(tokenizer.eos_token_id)]
-            outputs[i] = new
-        if progress:
-            progress(min(start + batch_size, len(order)), len(order))
-    model.train(was_training)
-    return outputs
+class SummarizationTask:
+    """Dialogue (or article) in, summary out, on a causal LM or an encoder-decoder; scored with
+    ROUGE and BLEU against one or more references; served by `registry/summarizer.py`."""
+
+    name = "summarization"
+    scores = (Score("rougeL", "ROUGE-L"), Score("rouge1", "ROUGE-1"), Score("rouge2", "ROUGE-2"),
+              Score("rougeLsum", "ROUGE-Lsum"), Score("bleu", "BLEU", points=1.0),
+              Score("eval_loss", "eval loss", greater_is_better=False, points=1.0))
+    validation_scores = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu")
+    registered_model_name = "dialogue-summarizer"
+    input_column = "dialogue"
+    servable = "summarizer"
+
+    def check_spec(self, spec) -> None:
+        return None
+
+    def load_splits(self, dataset, seed: int) -> Splits:
+        return load_splits(dataset, seed)
+
+    def describe_splits(self, splits: Splits) -> str:
+        return ""
+
+    def train_statistics(self, fitted: Fitted, examples: list[Example]) -> dict[str, float]:
+        return {}
+
+    def load(self, source: str, splits: Splits, spec, device, load_kwargs: dict) -> Fitted:
+        model, tokenizer, _ = load_lm(source, device=device, **load_kwargs)
+        return Fitted(model, tokenizer, spec.train.max_seq_len)
+
+    def encode(self, fitted: Fitted, spec, examples: list[Example]) -> list[Encoded]:
+        seq2seq = is_seq2seq(fitted.model)
+        return [encode_for_training(fitted.tokenizer, spec.generation.instruction, ex.text, ex.references[0],
+                                    spec.train.max_seq_len, spec.train.max_target_tokens, seq2seq=seq2seq)
+                for ex in examples]
+
+    collate = staticmethod(collate)
+    loss = staticmethod(summary_loss)
+    loss_weight = staticmethod(target_tokens)
+    head_share = staticmethod(head_share)
+
+    def predict(self, fitted: Fitted, spec, examples: list[Example], progress=None,
+                validating: bool = False) -> Predictions:
+        gen = spec.generation
+        summaries = generate_summaries(
+            fitted.model, fitted.tokenizer, gen.instruction, [ex.text for ex in examples], gen.max_new_tokens,
+            gen.batch_size, 1 if validating else gen.num_beams, max_prompt_tokens=spec.train.max_seq_len,
+            progress=progress)
+        return Predictions(summaries)
+
+    def score(self, fitted: Fitted, predictions: Predictions, examples: list[Example]) -> dict[str, float]:
+        return summarization_scores(predictions.outputs, [list(ex.references) for ex in examples])
+
+    def prediction_table(self, examples: list[Example], predictions: Predictions) -> dict[str, list]:
+        return {"row": [ex.row for ex in examples], "dialogue": [ex.text for ex in examples],
+                "reference": [ex.references[0] for ex in examples], "prediction": predictions.outputs}
+
+    def figures(self, fitted: Fitted, predictions: Predictions, examples: list[Example]) -> dict:
+        return {}
+
+    def servable_kwargs(self, fitted: Fitted, spec) -> dict:
+        return {"generation": spec.generation, "max_prompt_tokens": spec.train.max_seq_len}

@@ -111,10 +111,10 @@ def test_a_classification_cell_honours_bf16_and_checkpointing(tracking, tmp_path
 
 def test_a_classification_cell_reports_mfu_through_the_one_formula(tracking, tmp_path, tiny_encoder_dir,
                                                                     sentiment_files, monkeypatch):
-    from pipelines import cell_classification, efficiency
+    from pipelines import cell, efficiency
 
     calls = []
-    monkeypatch.setattr(cell_classification, "mfu", lambda *args: calls.append(args) or efficiency.mfu(*args))
+    monkeypatch.setattr(cell, "mfu", lambda *args: calls.append(args) or efficiency.mfu(*args))
     spec = write_cls_spec(tmp_path, tiny_encoder_dir, sentiment_files, [{"name": "lora", "r": 4}],
                           train={"max_steps": 2, "batch_size": 8, "log_every": 2, "max_seq_len": 32})
     assert compare.main([spec]) == 0

@@ -5,7 +5,8 @@ import pytest
 
 from pipelines.config import parse_spec
 from pipelines.errors import PlatformError
-from pipelines.hpo_config import CategoricalParam, FloatParam, IntParam, MedianPrunerSettings, trial_spec
+from pipelines.config import trial_spec
+from pipelines.hpo_config import CategoricalParam, FloatParam, IntParam, MedianPrunerSettings
 
 SPACE = {
     "methods.0.learning_rate": {"type": "float", "low": 1e-4, "high": 3e-3, "log": True},

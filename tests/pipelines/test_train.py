@@ -4,7 +4,7 @@ import torch
 from pipelines.config import TrainSettings
 from pipelines.methods import FullMethod, LoraMethod
 from pipelines.sources.models import load_lm
-from pipelines.tasks.summarization import encode_for_training
+from pipelines.tasks.summarization import collate, encode_for_training, summary_loss, target_tokens
 from pipelines.train import eval_loss, lr_at, plan_steps, train
 from tests.conftest import DIALOGUES
 
@@ -21,7 +21,7 @@ def fit(model_dir, method, settings, seed=0):
     model = method.apply(model)
     data = encoded(tokenizer)
     logged = []
-    result = train(model, data, settings, learning_rate=method.learning_rate, weight_decay=0.0, seed=seed,
+    result = train(model, data, settings, collate=collate, loss=summary_loss, learning_rate=method.learning_rate, weight_decay=0.0, seed=seed,
                    pad_id=tokenizer.pad_token_id, device=torch.device("cpu"),
                    log=lambda metrics, step: logged.append((step, metrics["train_loss"])))
     return model, tokenizer, data, result, logged
@@ -52,7 +52,7 @@ def test_full_fine_tuning_fits_the_training_set(tiny_lm_dir):
     assert logged[-1][1] < 0.8 * logged[0][1]
     untrained, _, _ = load_lm(str(tiny_lm_dir))
     pad = tokenizer.pad_token_id
-    assert eval_loss(model, data, 4, pad, torch.device("cpu")) < 0.8 * eval_loss(untrained, data, 4, pad, torch.device("cpu"))
+    assert eval_loss(model, data, collate=collate, loss=summary_loss, weight=target_tokens, batch_size=4, pad_id=pad, device=torch.device("cpu")) < 0.8 * eval_loss(untrained, data, collate=collate, loss=summary_loss, weight=target_tokens, batch_size=4, pad_id=pad, device=torch.device("cpu"))
 
 
 def test_training_is_exactly_reproducible(tiny_lm_dir):
@@ -83,7 +83,7 @@ def test_validation_logs_step_metrics_stops_early_and_keeps_the_best_weights(tin
 
     logged = []
     settings = TrainSettings(max_steps=20, batch_size=4, log_every=100, eval_every_steps=2, early_stopping_patience=2)
-    result = train(model, encoded(tokenizer), settings, learning_rate=1e-2, weight_decay=0.0, seed=0,
+    result = train(model, encoded(tokenizer), settings, collate=collate, loss=summary_loss, learning_rate=1e-2, weight_decay=0.0, seed=0,
                    pad_id=tokenizer.pad_token_id, device=torch.device("cpu"),
                    log=lambda metrics, step: logged.append((step, metrics)), validate=validate)
     assert result.stopped_by == "early_stopping" and result.steps == 8
@@ -110,7 +110,7 @@ def test_on_validation_hears_every_validation_and_can_stop_training(tiny_lm_dir)
     settings = TrainSettings(max_steps=10, batch_size=4, log_every=100, eval_every_steps=2)
     scores = iter([0.1, 0.2, 0.3])
     with pytest.raises(Stop):
-        train(model, encoded(tokenizer), settings, learning_rate=1e-3, weight_decay=0.0, seed=0,
+        train(model, encoded(tokenizer), settings, collate=collate, loss=summary_loss, learning_rate=1e-3, weight_decay=0.0, seed=0,
               pad_id=tokenizer.pad_token_id, device=torch.device("cpu"),
               validate=lambda m: {"rougeL": next(scores)}, on_validation=on_validation)
     assert heard == [(2, 0.1), (4, 0.2)]
@@ -124,7 +124,7 @@ def test_log_windows_report_mfu_through_the_one_formula(tiny_lm_dir, monkeypatch
     monkeypatch.setattr(train_module, "mfu", lambda *args: calls.append(args) or efficiency.mfu(*args))
     model, tokenizer, _ = load_lm(str(tiny_lm_dir))
     logged = []
-    train(model, encoded(tokenizer), TrainSettings(max_steps=2, batch_size=4, log_every=1), learning_rate=1e-3,
+    train(model, encoded(tokenizer), TrainSettings(max_steps=2, batch_size=4, log_every=1), collate=collate, loss=summary_loss, learning_rate=1e-3,
           weight_decay=0.0, seed=0, pad_id=tokenizer.pad_token_id, device=torch.device("cpu"),
           log=lambda metrics, step: logged.append(metrics), flops_per_token=1e6, peak_flops=1e12)
     assert [args[1:] for args in calls] == [(1e6, 1e12)] * 2
@@ -132,7 +132,7 @@ def test_log_windows_report_mfu_through_the_one_formula(tiny_lm_dir, monkeypatch
 
 
 def test_padding_share_counts_the_padded_slots(tiny_lm_dir):
-    from pipelines.tasks.summarization import length_grouped_batches
+    from pipelines.batches import length_grouped_batches
 
     settings = TrainSettings(epochs=1, batch_size=3, log_every=1)
     *_, data, result, _ = fit(tiny_lm_dir, LoraMethod(r=2), settings, seed=3)

@@ -48,7 +48,7 @@ def test_adapter_trains_on_a_bf16_base_and_its_float32_adapter_reloads(method, t
         assert all(dtypes[n] == (BF16 if frozen[n].is_floating_point() else frozen[n].dtype) for n in frozen)
         assert all(dtypes[n] == torch.float32 for n in trainable_before)
         train(model, encoded(tokenizer), TrainSettings(max_steps=3, batch_size=4, log_every=1),
-              learning_rate=method.learning_rate, weight_decay=0.0, seed=0, pad_id=tokenizer.pad_token_id,
+              collate=collate, loss=summary_loss, learning_rate=method.learning_rate, weight_decay=0.0, seed=0, pad_id=tokenizer.pad_token_id,
               device=CPU, amp_dtype=BF16, log=lambda m, step: logged.append(m["train_loss"]))
     assert len(logged) == 3 and all(torch.isfinite(torch.tensor(logged)))
     for name, param in model.named_parameters():
@@ -128,6 +128,6 @@ def test_qlora_checkpoints_by_default_and_leaves_budget_and_batch_alone(tiny_lm_
     seen = []
     with prepared_for_training(model, method.train_settings(settings), None):
         seen.append(model.is_gradient_checkpointing)
-        fit = train(model, encoded(tokenizer), settings, learning_rate=1e-2, weight_decay=0.0, seed=0,
+        fit = train(model, encoded(tokenizer), settings, collate=collate, loss=summary_loss, learning_rate=1e-2, weight_decay=0.0, seed=0,
                     pad_id=tokenizer.pad_token_id, device=CPU)
     assert seen == [True] and fit.steps == 3 and not model.is_gradient_checkpointing

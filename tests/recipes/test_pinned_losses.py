@@ -42,7 +42,7 @@ from pipelines.config import GenerationSettings, TrainSettings
 from pipelines.methods import FullMethod, LoraMethod
 from pipelines.runtime import autocast_dtype, pick_device
 from pipelines.sources.models import load_lm
-from pipelines.tasks.summarization import encode_for_training
+from pipelines.tasks.summarization import collate, encode_for_training, summary_loss
 from pipelines.train import train
 from pipelines.train_setup import prepared_for_training
 from tests.conftest import DIALOGUES
@@ -112,7 +112,7 @@ def pinned_run(model_dir, method) -> tuple[list[float], list[float]]:
     logged: list[tuple[int, float]] = []
     try:
         with prepared_for_training(model, method.train_settings(settings), amp):
-            result = train(model, train_set, settings, learning_rate=method.learning_rate,
+            result = train(model, train_set, settings, collate=collate, loss=summary_loss, learning_rate=method.learning_rate,
                            weight_decay=method.weight_decay, seed=SEED, pad_id=tokenizer.pad_token_id, device=device,
                            amp_dtype=amp, log=lambda metrics, step: logged.append((step, metrics["train_loss"])))
     finally:

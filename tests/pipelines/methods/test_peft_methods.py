@@ -7,7 +7,7 @@ from pipelines.config import TrainSettings
 from pipelines.methods import DoraMethod, Ia3Method, LoraMethod, PrefixMethod, PromptMethod, QloraMethod
 from pipelines.resources import bytes_on_disk, parameter_counts
 from pipelines.sources.models import load_lm
-from pipelines.tasks.summarization import encode_for_training, generate_summaries
+from pipelines.tasks.summarization import collate, encode_for_training, generate_summaries, summary_loss
 from pipelines.train import train
 from tests.conftest import DIALOGUES
 
@@ -36,7 +36,7 @@ def test_method_trains_and_its_adapter_reloads_to_the_same_outputs(method, tiny_
 
     data = [encode_for_training(tokenizer, INSTRUCTION, d, s, 256, 32) for d, s in DIALOGUES]
     logged = []
-    train(model, data, TrainSettings(max_steps=4, batch_size=4, log_every=1), learning_rate=method.learning_rate,
+    train(model, data, TrainSettings(max_steps=4, batch_size=4, log_every=1), collate=collate, loss=summary_loss, learning_rate=method.learning_rate,
           weight_decay=0.0, seed=0, pad_id=tokenizer.pad_token_id, device=CPU,
           log=lambda m, step: logged.append(m["train_loss"]))
     assert len(logged) == 4 and all(torch.isfinite(torch.tensor(logged)))
@@ -82,7 +82,7 @@ def test_dora_eval_cache_never_serves_stale_weights(tiny_lm_dir):
     settings = TrainSettings(max_steps=2, batch_size=4, log_every=10)
     outputs = []
     for _ in range(2):  # train, score with the cache filled, then train again
-        train(model, data, settings, learning_rate=5e-2, weight_decay=0.0, seed=0, pad_id=tokenizer.pad_token_id,
+        train(model, data, settings, collate=collate, loss=summary_loss, learning_rate=5e-2, weight_decay=0.0, seed=0, pad_id=tokenizer.pad_token_id,
               device=CPU)
         model.eval()
         with torch.no_grad():

@@ -6,7 +6,7 @@ import torch
 from pipelines.config import TrainSettings
 from pipelines.methods import FullMethod, Ia3Method, LoraMethod, PrefixMethod, PromptMethod
 from pipelines.sources.models import is_seq2seq, load_lm
-from pipelines.tasks.summarization import IGNORE_INDEX, collate, encode_for_training, generate_ids, generate_summaries
+from pipelines.tasks.summarization import IGNORE_INDEX, collate, encode_for_training, generate_ids, generate_summaries, summary_loss, target_tokens
 from pipelines.train import eval_loss, train
 from tests.conftest import DIALOGUES
 
@@ -42,10 +42,10 @@ def test_every_method_trains_a_seq2seq_model(method, tiny_seq2seq_dir):
     torch.manual_seed(0)
     model = method.apply(model)
     data = [encode_for_training(tokenizer, INSTRUCTION, d, s, 256, 32, seq2seq=True) for d, s in DIALOGUES]
-    before = eval_loss(model, data, 4, tokenizer.pad_token_id, CPU)
-    train(model, data, TrainSettings(max_steps=12, batch_size=4), learning_rate=method.learning_rate,
+    before = eval_loss(model, data, collate=collate, loss=summary_loss, weight=target_tokens, batch_size=4, pad_id=tokenizer.pad_token_id, device=CPU)
+    train(model, data, TrainSettings(max_steps=12, batch_size=4), collate=collate, loss=summary_loss, learning_rate=method.learning_rate,
           weight_decay=0.0, seed=0, pad_id=tokenizer.pad_token_id, device=CPU)
-    assert eval_loss(model, data, 4, tokenizer.pad_token_id, CPU) < before
+    assert eval_loss(model, data, collate=collate, loss=summary_loss, weight=target_tokens, batch_size=4, pad_id=tokenizer.pad_token_id, device=CPU) < before
     summaries = generate_summaries(model, tokenizer, INSTRUCTION, [d for d, _ in DIALOGUES[:3]], 6, 2)
     assert len(summaries) == 3 and all(isinstance(s, str) for s in summaries)
 

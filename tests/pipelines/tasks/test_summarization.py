@@ -6,8 +6,8 @@ from pipelines.tasks.summarization import (
     encode_for_training,
     generate_ids,
     generate_summaries,
-    length_grouped_batches,
 )
+from pipelines.batches import length_grouped_batches, padded_tokens
 from tests.conftest import DIALOGUES
 
 INSTRUCTION = "Summarize the following dialogue in one or two sentences."
@@ -128,7 +128,7 @@ def test_padded_batches_give_the_same_per_token_loss_as_one_at_a_time(tiny_lm):
 
 
 def test_padded_tokens_counts_every_slot_a_batch_fills():
-    from pipelines.tasks.summarization import Encoded, padded_tokens
+    from pipelines.tasks.summarization import Encoded
 
     causal = [Encoded([1, 2, 3], [IGNORE_INDEX, 2, 3], False), Encoded([4], [4], False)]
     assert padded_tokens(causal) == 2 * 3 == collate(causal, pad_id=0)["input_ids"].numel()
