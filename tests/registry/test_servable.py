@@ -5,6 +5,9 @@ imported this tree's packages, as `evaluate`, `promote` and the web page have, a
 code only: none of the copy's modules is imported."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -20,7 +23,7 @@ import pipelines  # noqa: F401  (imported before any model loads, as in the plat
 import registry  # noqa: F401
 from registry.classifier import ClassifierModel
 from registry.summarizer import SummarizerModel
-from tests.conftest import DIALOGUES
+from tests.conftest import DIALOGUES, REPO
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -45,6 +48,23 @@ def unpack_old_model(name: str, into: Path, base_source: Path) -> Path:
     meta["flavors"]["python_function"]["config"]["base_source"] = str(base_source)
     mlmodel.write_text(yaml.safe_dump(meta, sort_keys=False))
     return folder
+
+
+def logged_as_code_like_the_old_model(model_uri: str, old_name: str, into: Path) -> None:
+    """`model_uri` is a models-from-code model whose signature, input examples and config keys are
+    those the pickled fixture `old_name` (logged from the same tiny settings) was logged with."""
+    new = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(into / "new")))
+    with tarfile.open(FIXTURES / f"{old_name}.tar.gz") as tar:
+        tar.extractall(into, filter="data")
+    old = into / old_name
+    flavor = mlflow.models.Model.load(str(new)).flavors["python_function"]
+    assert flavor["loader_module"] == "mlflow.pyfunc.loaders.code_model" and "python_model" not in flavor
+    assert (new / Path(flavor["model_code_path"]).name).is_file() and (new / "code" / "registry").is_dir()
+    old_model, new_model = mlflow.models.Model.load(str(old)), mlflow.models.Model.load(str(new))
+    assert new_model.signature == old_model.signature
+    for example in ["input_example.json", "serving_input_example.json"]:
+        assert (new / example).read_text() == (old / example).read_text()
+    assert flavor["config"].keys() == old_model.flavors["python_function"]["config"].keys()
 
 
 def modules_from(folder: Path) -> list[str]:
@@ -79,3 +99,71 @@ def test_a_classifier_logged_as_a_pickle_loads_and_answers_with_this_trees_code(
     with pytest.raises(MlflowException, match="row 0: 'text' must be a string, got null"):
         model.predict(pd.DataFrame({"text": [None]}))
     assert modules_from(folder) == []
+
+
+# Run in a fresh interpreter: MLflow warns about an un-hinted `predict` once per process, when the
+# class is defined (at import), so only a process that has not imported the classes yet shows it.
+LOG_BOTH = r'''
+import json, logging, sys, warnings
+from types import SimpleNamespace
+
+messages = []
+
+
+class Keep(logging.Handler):
+    def emit(self, record):
+        messages.append(record.getMessage())
+
+
+def log_ours():
+    from registry.classifier import log_classifier
+    from registry.summarizer import log_summarizer
+
+    lm, encoder = sys.argv[1:3]
+    generation = SimpleNamespace(instruction="Summarize the dialogue.", max_new_tokens=3, batch_size=4)
+    with mlflow.start_run():
+        log_summarizer(base_source=lm, artifact_kind="none", artifact_dir=None, generation=generation,
+                       max_prompt_tokens=64)
+    with mlflow.start_run():
+        log_classifier(base_source=encoder, artifact_kind="none", artifact_dir=None,
+                       labels=["negative", "positive"], max_seq_len=32)
+
+
+def log_a_pickle():  # what the capture must catch
+    class Bare(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return model_input
+
+    with mlflow.start_run():
+        mlflow.pyfunc.log_model(name="bare", python_model=Bare(), pip_requirements=["mlflow"])
+
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import mlflow
+
+    logging.getLogger("mlflow").addHandler(Keep())
+    result = {}
+    for name, log in [("ours", log_ours), ("pickle", log_a_pickle)]:
+        log()
+        result[name] = messages + [str(w.message) for w in caught]
+        messages.clear()
+        caught.clear()
+print("RESULT " + json.dumps(result))
+'''
+WARNINGS = {"CloudPickle": "Passing a Python object as `python_model`", "type hints": "Add type hints to the `predict`",
+            "serving input example": "Failed to validate serving input example"}
+
+
+def test_logging_the_summarizer_and_the_classifier_warns_neither_about_pickles_nor_about_type_hints(
+        tmp_path, tiny_lm_dir, tiny_encoder_dir):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+           "ADAPTLAB_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", LOG_BOTH, str(tiny_lm_dir), str(tiny_encoder_dir)], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    found = {name: [kind for kind, text in WARNINGS.items() if any(text in m for m in messages)]
+             for name, messages in result.items()}
+    assert found["pickle"][:2] == ["CloudPickle", "type hints"], result["pickle"]  # the capture works
+    assert found["ours"] == [], result["ours"]
