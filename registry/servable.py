@@ -43,3 +43,10 @@ def log_servable(model_file: str, **log_model_kwargs):
         pip_requirements=pip_requirements(),
         **log_model_kwargs,
     )
+
+
+def load_servable(model_uri: str, model_config: dict | None = None):
+    """`mlflow.pyfunc.load_model` for a process that has imported only `pipelines` (evaluate):
+    importing this module imports `registry` too, so the model runs this tree's code, not its own
+    copy of `registry` over this tree's `pipelines` (see registry/__init__.py)."""
+    return mlflow.pyfunc.load_model(model_uri, model_config=model_config)

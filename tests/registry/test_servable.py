@@ -167,3 +167,30 @@ def test_logging_the_summarizer_and_the_classifier_warns_neither_about_pickles_n
              for name, messages in result.items()}
     assert found["pickle"][:2] == ["CloudPickle", "type hints"], result["pickle"]  # the capture works
     assert found["ours"] == [], result["ours"]
+
+
+EVALUATE_LOADS = r'''
+import json, sys
+
+import pandas as pd
+
+import pipelines.evaluate  # all that `mlflow run -e evaluate` has imported when it loads the model
+
+folder = sys.argv[1]
+model = pipelines.evaluate.load_servable(folder, model_config={"max_rows": 4})
+out = model.predict(pd.DataFrame({"dialogue": ["A: Lunch at noon?\nB: Yes, at the cafe."]}))
+print("RESULT " + json.dumps({
+    "rows": len(out), "class_file": sys.modules[type(model.unwrap_python_model()).__module__].__file__,
+    "from_copy": sorted(n for n, m in list(sys.modules.items()) if str(getattr(m, "__file__", None) or "").startswith(folder)),
+}))
+'''
+
+
+def test_evaluate_runs_an_old_model_on_this_trees_code_though_it_imports_only_pipelines(tmp_path, tiny_lm_dir):
+    folder = unpack_old_model("old_summarizer", tmp_path, tiny_lm_dir)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ADAPTLAB_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", EVALUATE_LOADS, str(folder)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    assert result == {"rows": 1, "class_file": str(REPO / "registry" / "summarizer.py"), "from_copy": []}
