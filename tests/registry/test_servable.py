@@ -1,8 +1,10 @@
-"""The servable pyfuncs as MLflow logs and loads them. Models logged by earlier code (a pickled
-`registry.summarizer.SummarizerModel` / `registry.classifier.ClassifierModel` with its own copy of
-`pipelines` and `registry`; tests/registry/fixtures) still load and answer in a process that has
-imported this tree's packages, as `evaluate`, `promote` and the web page have, and run this tree's
-code only: none of the copy's modules is imported."""
+"""The servable pyfuncs as MLflow logs and loads them (registry/servable.py).
+
+Logging them prints neither MLflow's CloudPickle warning nor its type-hint warning. Models logged
+by earlier code (a pickled `registry.summarizer.SummarizerModel` / `registry.classifier.ClassifierModel`
+with its own copy of `pipelines` and `registry`; tests/registry/fixtures) still load and answer in
+a process that has imported this tree's packages (`promote`, the web page, these tests) or only
+`pipelines` (`evaluate`), and run this tree's code only: none of the copy's modules is imported."""
 from __future__ import annotations
 
 import json
