@@ -17,7 +17,7 @@ from mlflow.types import ColSpec, Schema
 from registry.adapters import with_adapter
 from registry.batching import MicroBatcher
 from registry.inputs import RequestLimits, texts_from_input
-from registry.servable import log_servable
+from registry.pyfunc import log_from_code
 
 INPUT_COLUMN = "text"
 # Sentences are short: many fit one request. 100,000 characters is far past any encoder's limit,
@@ -70,7 +70,7 @@ class ClassifierModel(mlflow.pyfunc.PythonModel):
 def log_classifier(*, base_source: str, artifact_kind: str, artifact_dir: str | None, labels: list[str],
                    max_seq_len: int):
     """Log the servable classifier in the active run; returns MLflow's ModelInfo."""
-    return log_servable(
+    return log_from_code(
         "classifier_model.py",
         artifacts={artifact_kind: artifact_dir} if artifact_dir else {},
         model_config={"base_source": base_source, "labels": list(labels), "max_seq_len": max_seq_len,

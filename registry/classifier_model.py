@@ -1,4 +1,4 @@
-"""The classifier as MLflow loads it (models from code: see registry/servable.py)."""
+"""The classifier as MLflow loads it (models from code: see registry/pyfunc.py)."""
 from mlflow.models import set_model
 
 from registry.classifier import ClassifierModel

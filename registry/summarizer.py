@@ -17,7 +17,7 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from registry.adapters import with_adapter
 from registry.batching import MicroBatcher
 from registry.inputs import RequestLimits, int_param, texts_from_input
-from registry.servable import log_servable
+from registry.pyfunc import log_from_code
 
 INPUT_COLUMN = "dialogue"
 # Generation is costly per row: a full request must finish inside the server's request timeout
@@ -85,7 +85,7 @@ def log_summarizer(*, base_source: str, artifact_kind: str, artifact_dir: str | 
         "max_prompt_tokens": max_prompt_tokens,
         **LIMITS.as_config(),
     }
-    return log_servable(
+    return log_from_code(
         "summarizer_model.py",
         artifacts=artifacts,
         model_config=config,

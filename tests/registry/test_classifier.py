@@ -13,7 +13,7 @@ import pytest
 from pipelines import compare
 from registry.classifier import LIMITS, signature
 from tests.pipelines.test_cell_classification import write_cls_spec
-from tests.registry.test_servable import logged_as_code_like_the_old_model
+from tests.registry.test_pyfunc import logged_as_code_like_the_old_model
 from tests.registry.test_serving import post, serving
 
 URI = "models:/tiny-classifier@champion"

@@ -12,7 +12,7 @@ from mlflow.exceptions import MlflowException
 
 from registry.summarizer import LIMITS, log_summarizer
 from tests.conftest import DIALOGUES
-from tests.registry.test_servable import logged_as_code_like_the_old_model
+from tests.registry.test_pyfunc import logged_as_code_like_the_old_model
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The servable pyfuncs as MLflow logs and loads them (registry/servable.py).
+"""The servable pyfuncs as MLflow logs and loads them (registry/pyfunc.py).
 
 Logging them prints neither MLflow's CloudPickle warning nor its type-hint warning. Models logged
 by earlier code (a pickled `registry.summarizer.SummarizerModel` / `registry.classifier.ClassifierModel`
@@ -179,7 +179,7 @@ import pandas as pd
 import pipelines.evaluate  # all that `mlflow run -e evaluate` has imported when it loads the model
 
 folder = sys.argv[1]
-model = pipelines.evaluate.load_servable(folder, model_config={"max_rows": 4})
+model = pipelines.evaluate.load_pyfunc(folder, model_config={"max_rows": 4})
 out = model.predict(pd.DataFrame({"dialogue": ["A: Lunch at noon?\nB: Yes, at the cafe."]}))
 print("RESULT " + json.dumps({
     "rows": len(out), "class_file": sys.modules[type(model.unwrap_python_model()).__module__].__file__,

@@ -1,4 +1,4 @@
-"""How the servable pyfuncs are logged: MLflow "models from code", not pickles.
+"""How the servable pyfuncs are logged and loaded: MLflow "models from code", not pickles.
 
 `python_model` is the path of a model-definition file (`summarizer_model.py`, `classifier_model.py`)
 that MLflow copies into the model folder and runs when the model loads; the file hands MLflow an
@@ -34,7 +34,7 @@ def pip_requirements() -> list[str]:
     return pins
 
 
-def log_servable(model_file: str, **log_model_kwargs):
+def log_from_code(model_file: str, **log_model_kwargs):
     """Log the model that `registry/<model_file>` defines in the active run; returns MLflow's ModelInfo."""
     return mlflow.pyfunc.log_model(
         name="model",
@@ -45,7 +45,7 @@ def log_servable(model_file: str, **log_model_kwargs):
     )
 
 
-def load_servable(model_uri: str, model_config: dict | None = None):
+def load_pyfunc(model_uri: str, model_config: dict | None = None):
     """`mlflow.pyfunc.load_model` for a process that has imported only `pipelines` (evaluate):
     importing this module imports `registry` too, so the model runs this tree's code, not its own
     copy of `registry` over this tree's `pipelines` (see registry/__init__.py)."""
