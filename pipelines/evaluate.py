@@ -27,6 +27,7 @@ from pipelines.runtime import configure_threads
 from pipelines.config import DataFile
 from pipelines.sources.datasets import read_ref, require_fields, validate_rows
 from pipelines.tracking import failing_run_on_error, setup_tracking
+from registry.pyfunc import load_pyfunc
 
 
 def model_info(model_uri: str):
@@ -102,7 +103,7 @@ def evaluate(model_uri: str, data: str, text_field: str, target_field: str, limi
                      "evaluated_run_id": info.run_id or ""})
     print(f"[evaluate] {len(examples)} rows of {data} on {model_uri}", flush=True)
     # The model's per-request row limit guards a public endpoint; evaluation sends its own chunks.
-    model = mlflow.pyfunc.load_model(model_uri, model_config={"max_rows": chunk})
+    model = load_pyfunc(model_uri, model_config={"max_rows": chunk})
     frames = []
     started = time.perf_counter()
     for start in range(0, len(examples), chunk):

@@ -7,6 +7,8 @@ Texts longer than the model's limit are truncated, and the response says so (`tr
 """
 from __future__ import annotations
 
+from typing import Any
+
 import mlflow
 import pandas as pd
 from mlflow.models import ModelSignature
@@ -15,7 +17,7 @@ from mlflow.types import ColSpec, Schema
 from registry.adapters import with_adapter
 from registry.batching import MicroBatcher
 from registry.inputs import RequestLimits, texts_from_input
-from registry.summarizer import REPO_ROOT, pip_requirements
+from registry.pyfunc import log_from_code
 
 INPUT_COLUMN = "text"
 # Sentences are short: many fit one request. 100,000 characters is far past any encoder's limit,
@@ -31,6 +33,10 @@ def signature(labels: list[str]) -> ModelSignature:
 
 
 class ClassifierModel(mlflow.pyfunc.PythonModel):
+    """Logged from classifier_model.py. Keep the name, module, `load_context` and `predict`
+    compatible with the model configs logged before: models logged as pickles (by 4e8d2f0 and
+    earlier) resolve this class by name."""
+
     def load_context(self, context):
         from pipelines.runtime import configure_threads, pick_device, serving_threads
         from pipelines.sources.models import load_classifier
@@ -56,7 +62,7 @@ class ClassifierModel(mlflow.pyfunc.PythonModel):
                  **{f"p_{name}": p for name, p in zip(self.labels, row)}}
                 for i, c, cut, row in zip(index.tolist(), confidence.tolist(), truncated, probs.tolist())]
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         texts = texts_from_input(model_input, INPUT_COLUMN, self.limits)
         return pd.DataFrame(self.batcher.submit(texts, key=None))
 
@@ -64,14 +70,11 @@ class ClassifierModel(mlflow.pyfunc.PythonModel):
 def log_classifier(*, base_source: str, artifact_kind: str, artifact_dir: str | None, labels: list[str],
                    max_seq_len: int):
     """Log the servable classifier in the active run; returns MLflow's ModelInfo."""
-    return mlflow.pyfunc.log_model(
-        name="model",
-        python_model=ClassifierModel(),
+    return log_from_code(
+        "classifier_model.py",
         artifacts={artifact_kind: artifact_dir} if artifact_dir else {},
         model_config={"base_source": base_source, "labels": list(labels), "max_seq_len": max_seq_len,
                       "task": "classification", **LIMITS.as_config()},
-        code_paths=[str(REPO_ROOT / "pipelines"), str(REPO_ROOT / "registry")],
         signature=signature(labels),
         input_example=pd.DataFrame({INPUT_COLUMN: EXAMPLE_TEXTS}),
-        pip_requirements=pip_requirements(),
     )

@@ -13,7 +13,7 @@ before `predict` runs (null arrives as "None", 3 as "3"), so only `dataframe_rec
 How a pyfunc uses it (the summarizer does exactly this):
 
     LIMITS = RequestLimits(max_rows=256, max_chars=5_000)         # module level
-    mlflow.pyfunc.log_model(..., model_config={..., **LIMITS.as_config()})
+    log_from_code(..., model_config={..., **LIMITS.as_config()})  # registry/pyfunc.py
     self.limits = LIMITS.updated_from(context.model_config)      # load_context
     texts = texts_from_input(model_input, "text", self.limits)   # first line of predict
 

@@ -7,7 +7,7 @@ PEFT model never re-uploads the base weights.
 """
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -17,8 +17,8 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from registry.adapters import with_adapter
 from registry.batching import MicroBatcher
 from registry.inputs import RequestLimits, int_param, texts_from_input
+from registry.pyfunc import log_from_code
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 INPUT_COLUMN = "dialogue"
 # Generation is costly per row: a full request must finish inside the server's request timeout
 # (`mlflow models serve --timeout`, 60 s by default) or the client gets a 504.
@@ -41,6 +41,10 @@ def signature(max_new_tokens: int) -> ModelSignature:
 
 
 class SummarizerModel(mlflow.pyfunc.PythonModel):
+    """Logged from summarizer_model.py. Keep the name, module, `load_context` and `predict`
+    compatible with the model configs logged before: models logged as pickles (by 4e8d2f0 and
+    earlier) resolve this class by name."""
+
     def load_context(self, context):
         from pipelines.runtime import configure_threads, pick_device, serving_threads
         from pipelines.sources.models import load_lm
@@ -64,25 +68,10 @@ class SummarizerModel(mlflow.pyfunc.PythonModel):
             batch_size=int(self.cfg.get("batch_size", 8)), max_prompt_tokens=self.cfg.get("max_prompt_tokens"),
         )
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         dialogues = texts_from_input(model_input, INPUT_COLUMN, self.limits)
         max_new = int_param(params, "max_new_tokens", int(self.cfg["max_new_tokens"]), 1, MAX_NEW_TOKENS)
         return pd.DataFrame({"summary": self.batcher.submit(dialogues, key=max_new)})
-
-
-SERVING_PACKAGES = {"torch", "transformers", "peft", "accelerate", "mlflow", "pandas", "safetensors", "gguf", "sentencepiece",
-                    "uvloop"}
-
-
-def pip_requirements() -> list[str]:
-    """The pinned subset of requirements.txt that serving needs (given explicitly: MLflow's
-    inference would load the model once more in a subprocess)."""
-    pins = []
-    for line in (REPO_ROOT / "requirements.txt").read_text().splitlines():
-        pin = line.split("#")[0].strip()
-        if pin and pin.split("==")[0] in SERVING_PACKAGES:
-            pins.append(pin)
-    return pins
 
 
 def log_summarizer(*, base_source: str, artifact_kind: str, artifact_dir: str | None, generation, max_prompt_tokens: int):
@@ -96,13 +85,10 @@ def log_summarizer(*, base_source: str, artifact_kind: str, artifact_dir: str | 
         "max_prompt_tokens": max_prompt_tokens,
         **LIMITS.as_config(),
     }
-    return mlflow.pyfunc.log_model(
-        name="model",
-        python_model=SummarizerModel(),
+    return log_from_code(
+        "summarizer_model.py",
         artifacts=artifacts,
         model_config=config,
-        code_paths=[str(REPO_ROOT / "pipelines"), str(REPO_ROOT / "registry")],
         signature=signature(generation.max_new_tokens),
         input_example=pd.DataFrame({INPUT_COLUMN: [EXAMPLE_DIALOGUE]}),
-        pip_requirements=pip_requirements(),
     )

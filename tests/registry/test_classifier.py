@@ -13,6 +13,7 @@ import pytest
 from pipelines import compare
 from registry.classifier import LIMITS, signature
 from tests.pipelines.test_cell_classification import write_cls_spec
+from tests.registry.test_pyfunc import logged_as_code_like_the_old_model
 from tests.registry.test_serving import post, serving
 
 URI = "models:/tiny-classifier@champion"
@@ -39,6 +40,10 @@ def registered(tmp_path_factory, tiny_encoder_dir):
         spec = write_cls_spec(root, tiny_encoder_dir, files, [{"name": "full", "learning_rate": 3e-3}])
         assert compare.main([spec]) == 0
         yield root, uri
+
+
+def test_it_is_logged_as_code_with_the_signature_and_example_it_had_as_a_pickle(registered, tmp_path):
+    logged_as_code_like_the_old_model(URI, "old_classifier", tmp_path)
 
 
 def test_concurrent_requests_share_a_batch_and_get_their_own_answers(registered):

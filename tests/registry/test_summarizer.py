@@ -1,4 +1,5 @@
-"""The summarizer pyfunc in process: request limits from its model_config, threads per worker."""
+"""The summarizer pyfunc in process: logged as code with the signature it always had, request
+limits from its model_config, threads per worker."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -11,6 +12,7 @@ from mlflow.exceptions import MlflowException
 
 from registry.summarizer import LIMITS, log_summarizer
 from tests.conftest import DIALOGUES
+from tests.registry.test_pyfunc import logged_as_code_like_the_old_model
 
 
 @pytest.fixture
@@ -27,6 +29,10 @@ def restore_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+def test_it_is_logged_as_code_with_the_signature_and_example_it_had_as_a_pickle(logged_uri, tmp_path):
+    logged_as_code_like_the_old_model(logged_uri, "old_summarizer", tmp_path)
 
 
 def test_limits_are_logged_and_a_server_can_override_them(logged_uri, restore_threads):
