@@ -53,7 +53,8 @@ class CellResult:
 
 def cell_params(spec: ExperimentSpec, model_src, dataset, method) -> dict:
     """Every spec field that shaped this cell, as dotted params."""
-    shared = spec.model_dump(mode="json", include={"name", "task", "seed", "train", "generation", "eval", "registry"})
+    shared = spec.model_dump(mode="json", include={"name", "task", "seed", "train", "generation", "eval", "registry",
+                                                   "language_modeling"})
     return flatten({**shared, "model": model_src.model_dump(), "dataset": dataset.model_dump(), "method": method.model_dump()})
 
 
@@ -131,7 +132,7 @@ def _run(spec: ExperimentSpec, model_src, method, splits: Splits, on_validation=
     with tempfile.TemporaryDirectory(prefix="cell-") as workdir:
         with ResourceMeter(device) as meter:  # the cost of the method itself, not of logging it
             fitted, scalars = _fit(task, spec, model_src, method, splits, eval_examples, device, on_validation)
-            predictions = _predict_and_score(task, fitted, spec, eval_examples, device, scalars)
+            predictions = _predict_and_score(task, fitted, spec, splits, eval_examples, device, scalars)
             saved = save_changed_weights(method, fitted.model, fitted.tokenizer, Path(workdir))
             scalars["saved_bytes"] = bytes_on_disk(saved) if saved else 0
             scalars["saved_mb"] = scalars["saved_bytes"] / 2**20
@@ -164,7 +165,7 @@ def _fit(task, spec, model_src, method, splits: Splits, eval_examples, device, o
     scalars["train_truncated_examples"] = truncated = sum(e.truncated for e in train_set)
     if truncated:
         print(f"  {truncated}/{len(train_set)} training examples truncated to {fitted.max_len} tokens")
-    subset = eval_examples[: spec.train.eval_subset]
+    subset = (splits.validation or eval_examples)[: spec.train.eval_subset]
     amp = autocast_dtype(spec.train.precision, device)
 
     def validate(model):  # the model as it trains: a bf16 frozen base needs autocast to run at speed
@@ -198,12 +199,20 @@ def _fit(task, spec, model_src, method, splits: Splits, eval_examples, device, o
     return fitted, scalars
 
 
-def _predict_and_score(task, fitted, spec, eval_examples, device, scalars: dict):
-    """Eval loss (teacher forcing), then the task's predictions and scores, into `scalars`."""
+def _predict_and_score(task, fitted, spec, splits: Splits, eval_examples, device, scalars: dict):
+    """Eval loss (teacher forcing) against the same loss on as much training data, then the task's
+    predictions and scores, into `scalars`."""
     encoded = task.encode(fitted, spec, eval_examples)
-    scalars["eval_loss"] = eval_loss(fitted.model, encoded, collate=task.collate, loss=task.loss,
-                                     weight=task.loss_weight, batch_size=spec.generation.batch_size,
-                                     pad_id=fitted.tokenizer.pad_token_id, device=device)
+    trained_on = task.encode(fitted, spec, splits.train[: len(eval_examples)])
+    # Evenly spaced training examples (or blocks), as many as the eval part has.
+    trained_on = trained_on[:: max(1, len(trained_on) // max(1, len(encoded)))][: len(encoded)]
+    losses = {}
+    for name, examples in (("eval_loss", encoded), ("train_eval_loss", trained_on)):
+        losses[name] = eval_loss(fitted.model, examples, collate=task.collate, loss=task.loss,
+                                 weight=task.loss_weight, batch_size=spec.generation.batch_size,
+                                 pad_id=fitted.tokenizer.pad_token_id, device=device)
+    scalars.update(losses, overfitting_ratio=losses["eval_loss"] / max(losses["train_eval_loss"], 1e-12),
+                   generalisation_gap=losses["eval_loss"] - losses["train_eval_loss"])
     started = time.perf_counter()
     print(f"  predicting {len(eval_examples)} eval examples", flush=True)
     predictions = task.predict(fitted, spec, eval_examples,

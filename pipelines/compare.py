@@ -35,7 +35,7 @@ def run(spec: ExperimentSpec, spec_path: str | None = None):
         mlflow.log_artifact(spec_path, "spec")
     # Resolve every input before the first cell trains: bad data or an unknown model fails in seconds.
     task = get_task(spec.task)
-    splits = {d.name: task.load_splits(d, spec.seed) for d in spec.datasets}
+    splits = {d.name: task.load_splits(d, spec) for d in spec.datasets}
     for d in spec.datasets:
         labels = task.describe_splits(splits[d.name])
         read = ", ".join(f"{split} from {source}" for split, source in splits[d.name].sources.items())

@@ -18,6 +18,7 @@ from pipelines.methods import METHODS, MethodSpec
 from pipelines.spec_paths import set_path, with_overrides
 from pipelines.tasks import TASKS
 from pipelines.tasks.base import greater_is_better
+from pipelines.tasks.language_modeling import LanguageModelingSettings
 
 
 
@@ -159,6 +160,8 @@ class ExperimentSpec(_Strict):
     train: TrainSettings = Field(default_factory=TrainSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
+    language_modeling: LanguageModelingSettings = Field(
+        default_factory=LanguageModelingSettings, description="the language_modeling task's settings")
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     hpo: HpoSettings | None = Field(None, description="Optuna study over the spec's one cell (the `hpo` entry point)")
 

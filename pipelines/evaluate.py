@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -22,10 +21,10 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from pipelines.errors import PlatformError
-from pipelines.metrics import classification_scores, confusion_matrix_figure, summarization_scores
 from pipelines.runtime import configure_threads
 from pipelines.config import DataFile
 from pipelines.sources.datasets import read_ref, require_fields, validate_rows
+from pipelines.tasks import TASKS
 from pipelines.tracking import failing_run_on_error, setup_tracking
 from registry.pyfunc import load_pyfunc
 
@@ -38,15 +37,17 @@ def model_info(model_uri: str):
         raise PlatformError(f"model URI '{model_uri}' cannot be found: {first}") from None
 
 
-def _served_columns(info, model_uri: str) -> tuple[str, str]:
-    """(input column, output column) from the signature; the output says which task the model serves."""
+def served_task(info, model_uri: str):
+    """(the task a logged model serves, its input column): the task its config records, or, for a
+    model logged before configs said it, the task whose output column its signature has."""
     inputs = info.signature.inputs.input_names() if info.signature else []
     outputs = info.signature.outputs.input_names() if info.signature and info.signature.outputs else []
-    output = next((o for o in outputs if o in ("summary", "label")), None)
-    if not inputs or output is None:
+    named = info.flavors.get("python_function", {}).get("config", {}).get("task")
+    task = TASKS.get(named) or next((t for t in TASKS.values() if t.served_output in outputs), None)
+    if not inputs or task is None:
         raise PlatformError(f"model '{model_uri}' has no signature this entry point can score "
                             f"(inputs {inputs}, outputs {outputs})")
-    return inputs[0], output
+    return task, inputs[0]
 
 
 def data_ref(data: str, local: str | None = None):
@@ -61,22 +62,6 @@ def data_ref(data: str, local: str | None = None):
     return DataFile(hf=name, split=split or "train", revision=revision or None, local=local)
 
 
-def _relabel(examples, label_map: dict[str, str], drop: list[str], model_labels: list[str], data: str):
-    """Map the data's labels onto the model's, drop the ones asked for, and refuse the rest."""
-    kept = []
-    for ex in examples:
-        label = label_map.get(ex.references[0], ex.references[0])
-        if label in drop:
-            continue
-        if label not in model_labels:
-            raise PlatformError(f"{data} row {ex.row}: label '{label}' is not one the model predicts {model_labels} "
-                                "(map it with --label-map or leave it out with --drop-labels)")
-        kept.append(replace(ex, references=(label,)))
-    if not kept:
-        raise PlatformError(f"{data}: no rows left after --drop-labels {drop}")
-    return kept
-
-
 def evaluate(model_uri: str, data: str, text_field: str, target_field: str, limit: int | None, chunk: int = 32,
              label_map: dict[str, str] | None = None, drop_labels: list[str] | None = None,
              where: dict[str, str] | None = None, local: str | None = None) -> dict[str, float]:
@@ -86,12 +71,10 @@ def evaluate(model_uri: str, data: str, text_field: str, target_field: str, limi
     rows, source = read_ref(data_ref(data, local), f"--data {data}")
     require_fields(rows, [text_field, target_field], source)  # before even the model's metadata is fetched
     info = model_info(model_uri)  # metadata only: the weights load after the data has been checked
-    input_column, output = _served_columns(info, model_uri)
-    classifier = output == "label"
-    examples = validate_rows(rows, text_field, target_field, source, labels=classifier, where=where)
-    if classifier:
-        model_labels = list(info.flavors["python_function"].get("config", {}).get("labels", []))
-        examples = _relabel(examples, label_map or {}, drop_labels or [], model_labels, source)
+    task, input_column = served_task(info, model_uri)
+    config = dict(info.flavors["python_function"].get("config", {}))
+    examples = validate_rows(rows, text_field, target_field, source, labels=task.target_is_label, where=where)
+    examples = task.served_examples(examples, config, label_map or {}, drop_labels or [], source)
     if limit:
         examples = examples[:limit]
     # Under other keys than the entry point's own parameters, which `mlflow run` has logged as given.
@@ -111,20 +94,14 @@ def evaluate(model_uri: str, data: str, text_field: str, target_field: str, limi
         frames.append(model.predict(pd.DataFrame({input_column: [ex.text for ex in batch]})))
         print(f"  predicted {min(start + chunk, len(examples))}/{len(examples)}", flush=True)
     out = pd.concat(frames, ignore_index=True)
-    predictions = out[output].tolist()
+    scores, columns, figures = task.score_served(out, examples, config)
     table = {"row": [ex.row for ex in examples], "input": [ex.text for ex in examples],
-             "reference": [ex.references[0] for ex in examples], "prediction": predictions}
-    if classifier:
-        table["probability"] = out["probability"].tolist()
-        gold = [ex.references[0] for ex in examples]
-        scores = classification_scores(predictions, table["probability"], gold, model_labels)
-        figure = confusion_matrix_figure(predictions, gold, model_labels)
-        mlflow.log_figure(figure, "confusion_matrix.png")
+             "reference": [ex.references[0] for ex in examples], **columns}
+    for name, figure in figures.items():
+        mlflow.log_figure(figure, name)
         import matplotlib.pyplot as plt
 
         plt.close(figure)
-    else:
-        scores = summarization_scores(predictions, [list(ex.references) for ex in examples])
     scores["predict_time_s"] = time.perf_counter() - started
     # model_id links these metrics to the logged model in the MLflow UI (MLflow 3 LoggedModel).
     if info.model_id:

@@ -126,11 +126,11 @@ class Objective:
         self.trial_numbers: list[int] = []  # this worker's trials
         self._splits: dict[str, Splits] = {}
 
-    def splits(self, dataset, seed: int) -> Splits:
+    def splits(self, dataset, spec: ExperimentSpec) -> Splits:
         # The space may reach dataset fields (e.g. max_train_rows): load per distinct dataset spec.
-        key = dataset.model_dump_json() + str(seed)
+        key = dataset.model_dump_json() + str(spec.seed) + spec.language_modeling.model_dump_json()
         if key not in self._splits:
-            self._splits[key] = get_task(self.spec.task).load_splits(dataset, seed)
+            self._splits[key] = get_task(spec.task).load_splits(dataset, spec)
         return self._splits[key]
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -149,7 +149,7 @@ class Objective:
             if trial.should_prune():
                 raise optuna.TrialPruned(f"{metric} {scores.get(metric, float('nan')):.4g} at step {step}")
 
-        result = run_cell(spec, model_src, dataset, method, self.splits(dataset, spec.seed),
+        result = run_cell(spec, model_src, dataset, method, self.splits(dataset, spec),
                           position=f"trial {trial.number}", on_validation=on_validation)
         steps = int(result.metrics.get("train_steps", 0))
         trial.set_user_attr("mlflow_run_id", result.run_id)
@@ -187,7 +187,7 @@ def run(spec: ExperimentSpec, spec_path: str, n_trials: int | None = None, stora
     mlflow.log_artifact(spec_path, "spec")
     # Resolve every input before the first trial trains: bad data or an unknown model fails in seconds.
     objective = Objective(spec, spec_path, study_name)
-    splits = objective.splits(spec.datasets[0], spec.seed)
+    splits = objective.splits(spec.datasets[0], spec)
     print(f"[data] {spec.datasets[0].name}: {len(splits.train)} train / {len(splits.eval)} eval rows", flush=True)
     resolve_model(spec.models[0].source)
 

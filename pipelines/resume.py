@@ -22,7 +22,17 @@ def data_fingerprint(examples) -> str:
     return digest.hexdigest()[:16]
 
 
+# Spec fields added after grids were first keyed: left out of the key while at their default, so
+# a grid interrupted before they existed resumes its finished cells instead of training them again.
+ADDED_FIELD_DEFAULTS = {"train.max_grad_norm": 1.0, "train.label_smoothing": 0.0, "language_modeling.response_field": None,
+                        "language_modeling.windows": 100, "language_modeling.prompt_tokens": 64,
+                        "language_modeling.continuation_tokens": 64, "dataset.licence": None,
+                        "dataset.drop_empty": False}
+_ABSENT = object()
+
+
 def cell_key(params: dict, fingerprint: str) -> str:
+    params = {k: v for k, v in params.items() if ADDED_FIELD_DEFAULTS.get(k, _ABSENT) != v}
     payload = json.dumps({"params": params, "data": fingerprint}, sort_keys=True, default=str)
     return hashlib.sha1(payload.encode()).hexdigest()[:20]
 

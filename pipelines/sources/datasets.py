@@ -13,7 +13,8 @@ from pathlib import Path
 
 from pipelines.errors import PlatformError
 
-LOCAL_FORMATS = (".jsonl", ".json", ".csv", ".parquet")
+LOCAL_FORMATS = (".jsonl", ".json", ".csv", ".parquet", ".txt")
+PLAIN_TEXT_FIELD = "text"  # the one field of the one row a plain-text file reads as
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,12 @@ class Example:
 
 def _read_local(path: Path) -> list[dict]:
     suffix = path.suffix.lower()
+    if suffix == ".txt":  # one document: language modelling packs it into blocks
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PlatformError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+        return [{PLAIN_TEXT_FIELD: text}] if text.strip() else []
     if suffix == ".jsonl":
         rows = []
         with path.open(encoding="utf-8") as handle:
@@ -78,7 +85,7 @@ def read_rows(source: str) -> list[dict]:
         raise PlatformError(f"dataset file not found: {source}")
     rows = _read_local(path)
     if not rows:
-        raise PlatformError(f"dataset file {source} has no rows")
+        raise PlatformError(f"dataset file {source} " + ("is empty" if path.suffix.lower() == ".txt" else "has no rows"))
     return rows
 
 
@@ -198,6 +205,7 @@ class Splits:
     eval: list[Example]
     labels: tuple[str, ...] | None = None  # classification: class names in index order
     sources: dict[str, str] = dataclass_field(default_factory=dict)  # split -> the file or hub set it was read from
+    validation: list[Example] | None = None  # scored during training, when a task keeps it apart from `eval`
 
 
 def load_splits(spec_dataset, seed: int, labels: bool = False) -> Splits:

@@ -8,9 +8,11 @@ from __future__ import annotations
 from pipelines.errors import PlatformError
 from pipelines.tasks.base import Task
 from pipelines.tasks.classification import ClassificationTask
+from pipelines.tasks.language_modeling import LanguageModelingTask
 from pipelines.tasks.summarization import SummarizationTask
 
-TASKS: dict[str, Task] = {task.name: task for task in (SummarizationTask(), ClassificationTask())}
+TASKS: dict[str, Task] = {task.name: task for task in (SummarizationTask(), ClassificationTask(),
+                                                        LanguageModelingTask())}
 
 
 def get_task(name: str) -> Task:

@@ -57,12 +57,16 @@ class Task(Protocol):
     """The registry name a spec without a `registry` section promotes to."""
     input_column: str
     """The served model's input column."""
+    served_output: str
+    """The served model's output column: how `evaluate` knows a model logged before configs named the task."""
+    target_is_label: bool
+    """Whether a row's target is one class label (else one or more reference texts)."""
 
     def check_spec(self, spec) -> None:
         """Refuse a spec the task cannot run (ValueError with the field path)."""
 
-    def load_splits(self, dataset, seed: int) -> Splits:
-        """Read, validate and split one dataset entry of the spec."""
+    def load_splits(self, dataset, spec) -> Splits:
+        """Read, validate and split one dataset entry of the spec (its seed, its task section)."""
 
     def describe_splits(self, splits: Splits) -> str:
         """A few words about the splits for the `[data]` line (e.g. the label set)."""
@@ -103,6 +107,13 @@ class Task(Protocol):
 
     def servable_kwargs(self, fitted: Fitted, spec) -> dict:
         """What that pyfunc needs beyond the base source and the saved weights."""
+
+    def served_examples(self, examples: list[Example], config: dict, label_map: dict[str, str],
+                        drop_labels: list[str], data: str) -> list[Example]:
+        """`evaluate`: the rows as the served model (its logged `config`) can be scored on them."""
+
+    def score_served(self, out, examples: list[Example], config: dict) -> tuple[dict, dict, dict]:
+        """`evaluate`: (scores, prediction columns, figures) of the served model's answers `out`."""
 
 
 def score_of(task: Task, name: str) -> Score | None:

@@ -128,6 +128,8 @@ class ClassificationTask:
     registered_model_name = "text-classifier"
     input_column = "text"
     servable = "classifier"
+    served_output = "label"
+    target_is_label = True
 
     def check_spec(self, spec) -> None:
         for i, method in enumerate(spec.methods):
@@ -135,8 +137,8 @@ class ClassificationTask:
                 raise ValueError(f"methods.{i}: '{method.name}' has nothing to score for classification: the "
                                  "classification head starts untrained; use full, lora, ia3, ...")
 
-    def load_splits(self, dataset, seed: int) -> Splits:
-        return prepare_labels(load_splits(dataset, seed, labels=True), dataset)
+    def load_splits(self, dataset, spec) -> Splits:
+        return prepare_labels(load_splits(dataset, spec.seed, labels=True), dataset)
 
     def describe_splits(self, splits: Splits) -> str:
         return f", labels {list(splits.labels)}"
@@ -187,3 +189,28 @@ class ClassificationTask:
 
     def servable_kwargs(self, fitted: Fitted, spec) -> dict:
         return {"labels": fitted.context["labels"], "max_seq_len": fitted.max_len}
+
+    def served_examples(self, examples, config: dict, label_map: dict[str, str], drop: list[str],
+                        data: str) -> list[Example]:
+        """Map the data's labels onto the model's, drop the ones asked for, and refuse the rest."""
+        model_labels = list(config.get("labels", []))
+        kept = []
+        for ex in examples:
+            label = label_map.get(ex.references[0], ex.references[0])
+            if label in drop:
+                continue
+            if label not in model_labels:
+                raise PlatformError(f"{data} row {ex.row}: label '{label}' is not one the model predicts "
+                                    f"{model_labels} (map it with --label-map or leave it out with --drop-labels)")
+            kept.append(replace(ex, references=(label,)))
+        if not kept:
+            raise PlatformError(f"{data}: no rows left after --drop-labels {drop}")
+        return kept
+
+    def score_served(self, out, examples: list[Example], config: dict):
+        """(scores, prediction columns, figures) of what a served classifier answered."""
+        labels, gold = list(config.get("labels", [])), [ex.references[0] for ex in examples]
+        predicted, probability = out["label"].tolist(), out["probability"].tolist()
+        return (classification_scores(predicted, probability, gold, labels),
+                {"prediction": predicted, "probability": probability},
+                {"confusion_matrix.png": confusion_matrix_figure(predicted, gold, labels)})

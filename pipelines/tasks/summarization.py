@@ -172,16 +172,18 @@ class SummarizationTask:
     scores = (Score("rougeL", "ROUGE-L"), Score("rouge1", "ROUGE-1"), Score("rouge2", "ROUGE-2"),
               Score("rougeLsum", "ROUGE-Lsum"), Score("bleu", "BLEU", points=1.0),
               Score("eval_loss", "eval loss", greater_is_better=False, points=1.0))
-    validation_scores = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu")
+    validation_scores = ("rougeL", "rouge1", "rouge2", "rougeLsum", "bleu")
     registered_model_name = "dialogue-summarizer"
     input_column = "dialogue"
     servable = "summarizer"
+    served_output = "summary"
+    target_is_label = False
 
     def check_spec(self, spec) -> None:
         return None
 
-    def load_splits(self, dataset, seed: int) -> Splits:
-        return load_splits(dataset, seed)
+    def load_splits(self, dataset, spec) -> Splits:
+        return load_splits(dataset, spec.seed)
 
     def describe_splits(self, splits: Splits) -> str:
         return ""
@@ -225,3 +227,11 @@ class SummarizationTask:
 
     def servable_kwargs(self, fitted: Fitted, spec) -> dict:
         return {"generation": spec.generation, "max_prompt_tokens": spec.train.max_seq_len}
+
+    def served_examples(self, examples, config: dict, label_map, drop_labels, data: str) -> list[Example]:
+        return examples
+
+    def score_served(self, out, examples: list[Example], config: dict):
+        """(scores, prediction columns, figures) of what a served summarizer answered."""
+        summaries = out["summary"].tolist()
+        return summarization_scores(summaries, [list(ex.references) for ex in examples]), {"prediction": summaries}, {}

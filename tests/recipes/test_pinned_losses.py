@@ -42,6 +42,7 @@ from pipelines.config import GenerationSettings, TrainSettings
 from pipelines.methods import FullMethod, LoraMethod
 from pipelines.runtime import autocast_dtype, pick_device
 from pipelines.sources.models import load_lm
+from pipelines.tasks.language_modeling import pack
 from pipelines.tasks.summarization import collate, encode_for_training, summary_loss
 from pipelines.train import train
 from pipelines.train_setup import prepared_for_training
@@ -68,6 +69,17 @@ LORA_GRAD_NORMS = [
     0.37784326178165983, 0.27972651624247136, 0.4305130257789017,
 ]
 
+# Language modelling (recorded when the task was added, on the same machine): full fine-tuning
+# of the plain tiny llama on packed blocks, loss on every token but each block's first.
+LM_LOSSES = [
+    6.032614707946777, 5.987277030944824, 5.811981201171875,
+    5.760897159576416, 5.702671051025391, 5.655178070068359,
+]
+LM_GRAD_NORMS = [
+    1.666815482131695, 1.905046718646324, 1.4011736939784167,
+    1.5443767907426853, 1.3718771784237032, 1.339518851874728,
+]
+
 
 @pytest.fixture
 def one_thread():
@@ -81,9 +93,22 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def pinned_run(model_dir, method) -> tuple[list[float], list[float]]:
-    """Train the tiny llama as a summarization cell does (`pipelines.cell._fit_and_predict`):
-    seed, load, apply the method, encode the rows, train inside `prepared_for_training`.
+def summaries(tokenizer, settings) -> list:
+    instruction = GenerationSettings().instruction
+    return [encode_for_training(tokenizer, instruction, dialogue, summary, settings.max_seq_len,
+                                settings.max_target_tokens, seq2seq=False) for dialogue, summary in DIALOGUES]
+
+
+def packed_text(tokenizer, settings) -> list:
+    """The fixture dialogues as one plain text, in packed blocks of 32 tokens (language modelling)."""
+    text = "\n".join(d for pair in DIALOGUES for d in pair)
+    return pack(tokenizer, [text], 32, "fixture text")
+
+
+def pinned_run(model_dir, method, encode=summaries) -> tuple[list[float], list[float]]:
+    """Train the tiny llama as a cell does (`pipelines.cell._fit`):
+    seed, load, apply the method, encode the rows (summaries, or packed text), train inside
+    `prepared_for_training`.
     Returns the train loss logged at every step and the pre-clipping gradient norm at every
     optimizer step."""
     settings = SETTINGS
@@ -92,9 +117,7 @@ def pinned_run(model_dir, method) -> tuple[list[float], list[float]]:
     torch.manual_seed(SEED)
     model, tokenizer, _ = load_lm(str(model_dir), device=device, **method.load_kwargs(device))
     model = method.apply(model)
-    instruction = GenerationSettings().instruction
-    train_set = [encode_for_training(tokenizer, instruction, dialogue, summary, settings.max_seq_len,
-                                     settings.max_target_tokens, seq2seq=False) for dialogue, summary in DIALOGUES]
+    train_set = encode(tokenizer, settings)
 
     # The gradient as accumulated over the micro-batches, read before clipping changes it: each
     # parameter's hook keeps its latest squared norm, and the optimizer's step pre-hook (any
@@ -133,4 +156,11 @@ def test_lora_with_grad_accum_2_matches_the_pinned_losses(tiny_lm_dir, one_threa
     losses, grad_norms = pinned_run(tiny_lm_dir, LoraMethod(r=4, alpha=8, learning_rate=5e-3))
     assert losses == pytest.approx(LORA_LOSSES, abs=TOLERANCE)
     assert grad_norms == pytest.approx(LORA_GRAD_NORMS, abs=TOLERANCE)
+    assert losses[0] > losses[-1]
+
+
+def test_language_modelling_on_packed_text_matches_the_pinned_losses(tiny_lm_plain_dir, one_thread):
+    losses, grad_norms = pinned_run(tiny_lm_plain_dir, FullMethod(learning_rate=1e-3), encode=packed_text)
+    assert losses == pytest.approx(LM_LOSSES, abs=TOLERANCE)
+    assert grad_norms == pytest.approx(LM_GRAD_NORMS, abs=TOLERANCE)
     assert losses[0] > losses[-1]
