@@ -23,7 +23,7 @@ MLFLOW_PYFUNC_INFERENCE_CONFIG='{"max_rows": 64}' mlflow models serve ...
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from numbers import Integral
+from numbers import Integral, Real
 
 import pandas as pd
 from mlflow.exceptions import MlflowException
@@ -101,3 +101,16 @@ def int_param(params: dict | None, name: str, default: int, low: int, high: int)
     if not low <= value <= high:
         raise bad_request(f"param '{name}' must be between {low} and {high}, got {value}")
     return int(value)
+
+
+def float_param(params: dict | None, name: str, default: float, low: float, high: float) -> float:
+    """A number within [low, high] (integers too); absent or null takes `default`. MLflow's check
+    of a `double` ParamSpec lets NaN through: it is refused here with the out-of-range values."""
+    value = (params or {}).get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise bad_request(f"param '{name}' must be a number, got {value!r}")
+    if not low <= value <= high:
+        raise bad_request(f"param '{name}' must be between {low:g} and {high:g}, got {float(value)!r}")
+    return float(value)

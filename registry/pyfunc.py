@@ -1,11 +1,12 @@
 """How the servable pyfuncs are logged and loaded: MLflow "models from code", not pickles.
 
-`python_model` is the path of a model-definition file (`summarizer_model.py`, `classifier_model.py`)
-that MLflow copies into the model folder and runs when the model loads; the file hands MLflow an
-instance of the class (`mlflow.models.set_model`). Each class lives in one module
-(`registry.summarizer.SummarizerModel`, `registry.classifier.ClassifierModel`), where models logged
-as pickles before find it too. `code_paths` copies `pipelines` and `registry` into the model, so it
-loads in a fresh process (`mlflow models serve`) from its folder alone.
+`python_model` is the path of a model-definition file (`summarizer_model.py`, `classifier_model.py`,
+`text_generator_model.py`) that MLflow copies into the model folder and runs when the model loads;
+the file hands MLflow an instance of the class (`mlflow.models.set_model`). Each class lives in one
+module (`registry.summarizer.SummarizerModel`, `registry.classifier.ClassifierModel`,
+`registry.text_generator.TextGeneratorModel`), where models logged as pickles before find it too.
+`code_paths` copies `pipelines` and `registry` into the model, so it loads in a fresh process
+(`mlflow models serve`) from its folder alone.
 
 `predict` is hinted `model_input: pd.DataFrame`: MLflow infers no signature from that hint (its
 `type_hints_no_signature_inference`), so the explicit column signatures, their schema enforcement

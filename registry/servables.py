@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from registry.classifier import log_classifier
 from registry.summarizer import log_summarizer
+from registry.text_generator import log_text_generator
 
-SERVABLES = {"summarizer": log_summarizer, "classifier": log_classifier}
+SERVABLES = {"summarizer": log_summarizer, "classifier": log_classifier, "text_generator": log_text_generator}
 
 
 def log_servable(kind: str, *, base_source: str, artifact_kind: str, artifact_dir: str | None, **task_kwargs):
