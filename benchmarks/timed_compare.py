@@ -34,7 +34,8 @@ def main(spec_path: str) -> int:
     base = by_method.get("base")
     for method, value in by_method.items():
         if base is not None and method != "base" and value is not None:
-            verdict = "beats" if value > base else "does NOT beat"
+            better = value > base if spec.registry.greater_is_better else value < base
+            verdict = "beats" if better else "does NOT beat"
             lines.append(f"- {method} {metric} {value:.4f} {verdict} base {base:.4f}")
     if promotion:
         lines.append(f"- registered v{promotion.version} as @{promotion.alias}: {promotion.reason}")

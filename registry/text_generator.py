@@ -26,7 +26,7 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-from registry.adapters import with_adapter
+from registry.adapters import load_served_lm
 from registry.batching import MicroBatcher
 from registry.inputs import RequestLimits, bad_request, float_param, int_param, texts_from_input
 from registry.pyfunc import log_from_code
@@ -80,15 +80,8 @@ class TextGeneratorModel(mlflow.pyfunc.PythonModel):
     `load_context` and `predict` compatible with the model configs already logged."""
 
     def load_context(self, context):
-        from pipelines.runtime import configure_threads, pick_device, serving_threads
-        from pipelines.sources.models import load_lm
-
         cfg = context.model_config
-        configure_threads(serving_threads())
-        device = pick_device(cfg.get("device", "auto"))
-        weights = context.artifacts.get("weights")
-        model, self.tokenizer, _ = load_lm(weights or cfg["base_source"], device=device)
-        self.model = with_adapter(model, context.artifacts.get("adapter")).eval()
+        self.model, self.tokenizer = load_served_lm(context)
         self.cfg = cfg
         # GPT-2-style configs answer to this name too (transformers' attribute_map).
         self.context_tokens = getattr(self.model.config, "max_position_embeddings", None)

@@ -120,6 +120,7 @@ class Keep(logging.Handler):
 def log_ours():
     from registry.classifier import log_classifier
     from registry.summarizer import log_summarizer
+    from registry.text_generator import log_text_generator
 
     lm, encoder = sys.argv[1:3]
     generation = SimpleNamespace(instruction="Summarize the dialogue.", max_new_tokens=3, batch_size=4)
@@ -129,6 +130,9 @@ def log_ours():
     with mlflow.start_run():
         log_classifier(base_source=encoder, artifact_kind="none", artifact_dir=None,
                        labels=["negative", "positive"], max_seq_len=32)
+    with mlflow.start_run():
+        log_text_generator(base_source=lm, artifact_kind="none", artifact_dir=None, max_new_tokens=3,
+                           max_prompt_tokens=32)
 
 
 def log_a_pickle():  # what the capture must catch
@@ -157,7 +161,7 @@ WARNINGS = {"CloudPickle": "Passing a Python object as `python_model`", "type hi
             "serving input example": "Failed to validate serving input example"}
 
 
-def test_logging_the_summarizer_and_the_classifier_warns_neither_about_pickles_nor_about_type_hints(
+def test_logging_the_servables_warns_neither_about_pickles_nor_about_type_hints(
         tmp_path, tiny_lm_dir, tiny_encoder_dir):
     env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
            "ADAPTLAB_THREADS": "1"}

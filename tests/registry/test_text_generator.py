@@ -6,9 +6,6 @@ serves it with `mlflow models serve`."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import mlflow
 import pandas as pd
@@ -20,8 +17,8 @@ from pipelines.generation import generate_ids
 from pipelines.sources.models import load_lm
 from registry.servables import SERVABLES
 from registry.text_generator import EXAMPLE_PROMPT, LIMITS, log_text_generator
-from tests.conftest import DIALOGUES, REPO
-from tests.registry.test_pyfunc import WARNINGS, isolated  # noqa: F401  (a fixture)
+from tests.conftest import DIALOGUES
+from tests.registry.test_pyfunc import isolated  # noqa: F401  (a fixture)
 
 MAX_NEW, MAX_PROMPT = 4, 64
 CONTEXT = 512  # the tiny llama's max_position_embeddings
@@ -197,64 +194,6 @@ def test_an_adapter_or_full_weights_rebuild_the_model_they_were_saved_from(track
     # Full weights need no base: its source may be gone.
     weights = mlflow.pyfunc.load_model(log(str(tmp_path / "gone"), "weights", str(tmp_path / "weights")))
     assert weights.predict(frame)["continuation"][0] == expected
-
-
-# Run in a fresh interpreter: MLflow warns about an un-hinted `predict` once per process, when the
-# class is defined (at import), so only a process that has not imported the class yet shows it.
-LOG = r'''
-import json, logging, sys, warnings
-
-messages = []
-
-
-class Keep(logging.Handler):
-    def emit(self, record):
-        messages.append(record.getMessage())
-
-
-def log_ours():
-    from registry.servables import log_servable
-
-    with mlflow.start_run():
-        log_servable("text_generator", base_source=sys.argv[1], artifact_kind="none", artifact_dir=None,
-                     max_new_tokens=3, max_prompt_tokens=32)
-
-
-def log_a_pickle():  # what the capture must catch
-    class Bare(mlflow.pyfunc.PythonModel):
-        def predict(self, context, model_input, params=None):
-            return model_input
-
-    with mlflow.start_run():
-        mlflow.pyfunc.log_model(name="bare", python_model=Bare(), pip_requirements=["mlflow"])
-
-
-with warnings.catch_warnings(record=True) as caught:
-    warnings.simplefilter("always")
-    import mlflow
-
-    logging.getLogger("mlflow").addHandler(Keep())
-    result = {}
-    for name, log in [("ours", log_ours), ("pickle", log_a_pickle)]:
-        log()
-        result[name] = messages + [str(w.message) for w in caught]
-        messages.clear()
-        caught.clear()
-print("RESULT " + json.dumps(result))
-'''
-
-
-def test_logging_it_warns_neither_about_pickles_nor_about_type_hints(tmp_path, tiny_lm_plain_dir):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-           "ADAPTLAB_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", LOG, str(tiny_lm_plain_dir)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
-    found = {name: [kind for kind, text in WARNINGS.items() if any(text in m for m in messages)]
-             for name, messages in result.items()}
-    assert found["pickle"][:2] == ["CloudPickle", "type hints"], result["pickle"]  # the capture works
-    assert found["ours"] == [], result["ours"]
 
 
 @pytest.mark.slow

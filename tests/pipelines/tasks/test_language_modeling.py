@@ -88,9 +88,9 @@ def test_an_empty_or_undecodable_text_file_names_the_file(tmp_path, content, mes
     assert str(info.value) == message.format(path=path)
 
 
-def lm_spec(tmp_path, model_dir, train, methods, **extra) -> str:
+def lm_spec(tmp_path, model_dir, book, methods, **extra) -> str:
     spec = {"name": "tiny_lm", "task": "language_modeling", "models": [{"name": "tiny", "source": str(model_dir)}],
-            "datasets": [{"name": "book", "train": str(train)}], "methods": methods,
+            "datasets": [{"name": "book", "train": str(book)}], "methods": methods,
             "train": {"max_steps": 3, "batch_size": 2, "max_seq_len": 32, "log_every": 1, "eval_every_steps": 3,
                       "eval_subset": 1},
             "generation": {"batch_size": 4},
@@ -120,18 +120,22 @@ def test_a_language_modelling_grid_scores_bits_per_byte_and_registers_the_best(t
     assert client.get_model_version_by_alias("text-generator", "champion")
 
 
-def test_label_smoothing_never_enters_perplexity(tracking, tmp_path, tiny_lm_plain_dir):
+def test_label_smoothing_enters_the_training_loss_and_never_perplexity(tracking, tmp_path, tiny_lm_plain_dir):
     book = tmp_path / "book.txt"
     book.write_text(TEXT * 3)
-    scores = []
+    runs = []
     for smoothing in (0.0, 0.3):
-        spec = lm_spec(tmp_path, tiny_lm_plain_dir, book, [{"name": "base"}],
-                       train={"max_seq_len": 32, "label_smoothing": smoothing}, registry={"promote": False})
+        # A learning rate too small to move a float32 weight: the two models stay the same.
+        spec = lm_spec(tmp_path, tiny_lm_plain_dir, book, [{"name": "full", "learning_rate": 1e-30}],
+                       train={"max_steps": 2, "batch_size": 2, "max_seq_len": 32, "log_every": 1,
+                              "label_smoothing": smoothing}, registry={"promote": False})
         assert compare.main([spec]) == 0
-        run = next(r for r in MlflowClient().search_runs(["0"], order_by=["attributes.start_time DESC"])
-                   if "mlflow.parentRunId" in r.data.tags)
-        scores.append((run.data.metrics["eval_loss"], run.data.metrics["perplexity"]))
-    assert scores[0] == scores[1]
+        runs.append(next(r for r in MlflowClient().search_runs(["0"], order_by=["attributes.start_time DESC"])
+                         if "mlflow.parentRunId" in r.data.tags).data.metrics)
+    plain, smoothed = runs
+    assert smoothed["train_loss"] > plain["train_loss"]
+    for key in ("eval_loss", "perplexity", "bits_per_byte", "token_accuracy"):
+        assert smoothed[key] == plain[key], key
 
 
 def test_a_response_field_missing_from_a_row_names_the_row(tmp_path, tiny_lm_plain_dir):
