@@ -21,7 +21,7 @@ from optuna import TrialPruned
 
 from pipelines.config import ExperimentSpec, flatten
 from pipelines.efficiency import mfu, peak_flops, training_flops_per_token
-from pipelines.errors import PlatformError
+from pipelines.errors import one_line
 from pipelines.methods.common import save_changed_weights
 from pipelines.resources import ResourceMeter, bytes_on_disk, parameter_counts, release_freed_memory
 from pipelines.runtime import autocast_dtype, pick_device
@@ -109,7 +109,7 @@ def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, p
         mlflow.log_metric("train_steps", step, step=step)
         mlflow.end_run("KILLED")
     except Exception as exc:  # one failed cell must not stop the grid; the reason is logged on it
-        result.error = f"{type(exc).__name__}: {exc}".splitlines()[0] if not isinstance(exc, PlatformError) else str(exc)
+        result.error = one_line(exc)
         print(f"[{position}] {label} FAILED: {result.error}", flush=True)
         mlflow.set_tag("error", result.error)
         mlflow.log_text(traceback.format_exc(), "error.txt")

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pipelines.errors import PlatformError
+from pipelines.errors import PlatformError, first_line
 from pipelines.hpo_config import UNION_TAGS, HpoSettings, validation_metrics
 from pipelines.methods import METHODS, MethodSpec
 from pipelines.spec_paths import set_path, with_overrides
@@ -246,7 +246,7 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Expe
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise PlatformError(f"experiment spec {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise PlatformError(f"experiment spec {path} is not valid YAML: {first_line(exc)}") from None
     spec = parse_spec(data, str(path))
     if not overrides:
         return spec

@@ -20,7 +20,7 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from pipelines.errors import PlatformError
+from pipelines.errors import PlatformError, first_line
 from pipelines.runtime import configure_threads
 from pipelines.config import DataFile
 from pipelines.sources.datasets import read_ref, require_fields, validate_rows
@@ -33,8 +33,7 @@ def model_info(model_uri: str):
     try:
         return mlflow.models.get_model_info(model_uri)
     except (MlflowException, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PlatformError(f"model URI '{model_uri}' cannot be found: {first}") from None
+        raise PlatformError(f"model URI '{model_uri}' cannot be found: {first_line(exc)}") from None
 
 
 def served_task(info, model_uri: str):

@@ -29,7 +29,7 @@ from mlflow.entities import Param, RunTag
 
 from pipelines.cell import run_cell
 from pipelines.config import ExperimentSpec, load_spec
-from pipelines.errors import PlatformError
+from pipelines.errors import PlatformError, first_line
 from pipelines.config import trial_spec
 from pipelines.hpo_config import HpoSettings
 from pipelines.hpo_report import log_study_summary
@@ -92,7 +92,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             if attempt < 2 and any(race in str(exc) for race in SCHEMA_RACE_ERRORS):
                 time.sleep(1 + attempt)
                 continue
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise PlatformError(f"optuna storage {shown} cannot be reached: {first}") from None
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.errors import PlatformError
+from pipelines.errors import PlatformError, first_line
 
 
 def set_path(data: dict, key: str, value: Any) -> None:
@@ -55,7 +55,7 @@ def parse_overrides(text: str | list[str] | None) -> dict[str, Any]:
         try:
             out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as exc:
-            raise PlatformError(f"override {key}: '{raw}' is not a YAML value ({str(exc).splitlines()[0]})") from None
+            raise PlatformError(f"override {key}: '{raw}' is not a YAML value ({first_line(exc)})") from None
     return out
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import mlflow
 
-from pipelines.errors import PlatformError
+from pipelines.errors import PlatformError, one_line
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 
@@ -23,13 +23,6 @@ def setup_tracking() -> str:
         Path("mlruns").mkdir(exist_ok=True)
         mlflow.set_tracking_uri(DEFAULT_TRACKING_URI)
     return mlflow.get_tracking_uri()
-
-
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, PlatformError):
-        return str(exc)
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _end_nested_runs(parent, status: str) -> None:
@@ -50,7 +43,7 @@ def failing_run_on_error(run_name: str):
         mlflow.end_run("KILLED")
         raise
     except Exception as exc:
-        reason = _one_line(exc)
+        reason = one_line(exc)
         if not isinstance(exc, PlatformError):
             traceback.print_exc()
         _end_nested_runs(run, "FAILED")

@@ -18,7 +18,7 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from pipelines.errors import PlatformError
+from pipelines.errors import PlatformError, first_line
 from pipelines.runtime import configure_threads
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from an offline machine
@@ -39,7 +39,7 @@ def describe(model_uri: str) -> str:
         version = client.get_model_version(name, number)
         return f"{name} v{version.version} (run {version.run_id[:8]})"
     except MlflowException as exc:
-        raise PlatformError(f"model '{model_uri}' is not in the registry: {str(exc).splitlines()[0]}") from None
+        raise PlatformError(f"model '{model_uri}' is not in the registry: {first_line(exc)}") from None
 
 
 def classify_fn(model):
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[webapp] loading {description}", flush=True)
         model = mlflow.pyfunc.load_model(args.model)
     except (PlatformError, MlflowException, OSError) as exc:
-        print(f"error: cannot load '{args.model}': {str(exc).splitlines()[0]}", file=sys.stderr)
+        print(f"error: cannot load '{args.model}': {first_line(exc)}", file=sys.stderr)
         return 2
     build_app(model, description).launch(server_name=args.host, server_port=args.port, footer_links=[],
                                          show_error=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
 
-from pipelines.errors import PlatformError
+from pipelines.errors import PlatformError, first_line
 
 LOCAL_FORMATS = (".jsonl", ".json", ".csv", ".parquet", ".txt")
 PLAIN_TEXT_FIELD = "text"  # the one field of the one row a plain-text file reads as
@@ -65,8 +65,7 @@ def _read_hub(name: str, columns: dict[str, str] | None = None) -> list[dict]:
     try:
         rows = datasets.load_dataset(dataset_name, split=split or "train", revision=revision or None)
     except Exception as exc:  # datasets raises many types; all mean "cannot have it"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PlatformError(f"cannot load dataset '{name}': {first}") from None
+        raise PlatformError(f"cannot load dataset '{name}': {first_line(exc)}") from None
     renames = columns or {}
     return [{renames.get(k, k): v for k, v in row.items()} for row in rows]
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.errors import PlatformError
+from pipelines.errors import PlatformError, first_line
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ def load_lm(source: str, device="cpu", dtype=None, **load_kwargs):
         auto_class = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
         model = auto_class.from_pretrained(resolved.path, dtype=dtype or torch.float32, **load_kwargs)
     except OSError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise PlatformError(f"cannot load model '{source}': {first}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -206,7 +206,7 @@ def load_classifier(source: str, labels: list[str], device="cpu", dtype=None, **
             pad_token_id=tokenizer.pad_token_id, ignore_mismatched_sizes=True, **load_kwargs,
         )
     except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise PlatformError(f"cannot load '{source}' as a sequence classifier: {first}") from None
     model.config.pad_token_id = tokenizer.pad_token_id
     return (model if "device_map" in load_kwargs else model.to(device)), tokenizer, resolved
