@@ -51,8 +51,8 @@ def test_missing_file_and_bad_json(tmp_path):
     broken.write_text('{"dialogue": "x", "summary": "y"}\n{oops\n')
     with pytest.raises(PlatformError, match="broken.jsonl row 2: not valid JSON"):
         read_rows(str(broken))
-    with pytest.raises(PlatformError, match="use a .jsonl/.json/.csv/.parquet file"):
-        read_rows(str(tmp_path / "data.txt"))
+    with pytest.raises(PlatformError, match="use a .jsonl/.json/.csv/.parquet/.txt file"):
+        read_rows(str(tmp_path / "data.xml"))
 
 
 def test_multiple_references_are_kept():
