@@ -59,7 +59,7 @@ serve: setup
 
 # The sentiment page, answered by the registered champion classifier (in-process, not via `serve`).
 webapp: setup
-	$(PY) -m registry.webapp --model models:/$(CLASSIFIER)@champion --port $(WEB_PORT)
+	$(PY) -m apps.webapp --model models:/$(CLASSIFIER)@champion --port $(WEB_PORT)
 
 clean-runs:
 	find mlruns -mindepth 1 ! -name .gitkeep ! -name README.md -exec rm -rf {} +

@@ -3,7 +3,7 @@ playwright), for single sentences; prints p50 / p90 and the model's own predict 
 
     python benchmarks/webapp_latency.py [--model models:/sentiment-classifier@champion] [--rounds 40]
 
-Starts `registry.webapp` on a free port, fills the text box with one sentence at a time (one
+Starts `apps.webapp` on a free port, fills the text box with one sentence at a time (one
 `change` event), and measures until the result box shows the new label.
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main() -> int:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{REPO / 'mlruns' / 'mlflow.db'}")
-    proc = subprocess.Popen([sys.executable, "-m", "registry.webapp", "--model", args.model, "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "apps.webapp", "--model", args.model, "--port", str(port)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:

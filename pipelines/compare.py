@@ -19,11 +19,10 @@ from pipelines.config import ExperimentSpec, load_spec
 from pipelines.report import comparison_table, quality_cost_chart, reading, to_markdown
 from pipelines.resume import cell_key, data_fingerprint, mark_resumed, reusable_cells
 from pipelines.runtime import configure_threads
-from pipelines.sources.models import resolve_model
+from pipelines.preflight import resolve_inputs
 from pipelines.spec_paths import add_set_argument, parse_overrides
-from pipelines.tasks import get_task
 from pipelines.tracking import failing_run_on_error, setup_tracking
-from registry.promote import promote
+from registry.promote import best_of, promote
 
 
 def run(spec: ExperimentSpec, spec_path: str | None = None):
@@ -33,16 +32,7 @@ def run(spec: ExperimentSpec, spec_path: str | None = None):
     mlflow.log_params(spec.flat_params())
     if spec_path:
         mlflow.log_artifact(spec_path, "spec")
-    # Resolve every input before the first cell trains: bad data or an unknown model fails in seconds.
-    task = get_task(spec.task)
-    splits = {d.name: task.load_splits(d, spec) for d in spec.datasets}
-    for d in spec.datasets:
-        labels = task.describe_splits(splits[d.name])
-        read = ", ".join(f"{split} from {source}" for split, source in splits[d.name].sources.items())
-        print(f"[data] {d.name}: {len(splits[d.name].train)} train / {len(splits[d.name].eval)} eval rows{labels} "
-              f"({read})", flush=True)
-    for m in spec.models:
-        resolve_model(m.source)
+    splits = resolve_inputs(spec)  # bad data or an unknown model fails before the first cell trains
     grid = [(m, d, meth) for m in spec.models for d in spec.datasets for meth in spec.methods]
     fingerprints = {name: data_fingerprint(s.train + s.eval) for name, s in splits.items()}
     keys = [cell_key(cell_params(spec, m, d, meth), fingerprints[d.name]) for m, d, meth in grid]
@@ -80,14 +70,9 @@ def _promote_best(spec: ExperimentSpec, cells):
         if spec.registry.promote:
             print(f"[registry] nothing to register: no finished cell has metric '{metric}'", flush=True)
         return None
-    pick = max if spec.registry.greater_is_better else min
-    best = pick(scored, key=lambda c: c.metrics[metric])
-    promotion = promote(
-        model_uri=best.model_uri, run_id=best.run_id, name=spec.registry.model_name, metric=metric,
-        greater_is_better=spec.registry.greater_is_better,
-        lineage={"experiment_spec": spec.name, "cell": best.label, "dataset": best.dataset, "method": best.method,
-                 "parent_run_id": mlflow.active_run().info.run_id},
-    )
+    best = best_of(scored, lambda c: c.metrics[metric], spec.registry.greater_is_better)
+    promotion = promote(model_uri=best.model_uri, run_id=best.run_id, name=spec.registry.model_name, metric=metric,
+                        greater_is_better=spec.registry.greater_is_better)
     mlflow.set_tags({"registered_version": promotion.version, "registered_alias": promotion.alias})
     print(f"[registry] {spec.registry.model_name} v{promotion.version} <- {best.label} as @{promotion.alias}: "
           f"{promotion.reason}", flush=True)

@@ -36,7 +36,7 @@ from pipelines.hpo_report import log_study_summary
 from pipelines.runtime import configure_threads
 from pipelines.sources.datasets import Splits
 from pipelines.tasks import get_task
-from pipelines.sources.models import resolve_model
+from pipelines.preflight import resolve_inputs
 from pipelines.spec_paths import add_set_argument, parse_overrides
 from pipelines.tracking import failing_run_on_error, setup_tracking
 
@@ -185,11 +185,9 @@ def run(spec: ExperimentSpec, spec_path: str, n_trials: int | None = None, stora
     mlflow.set_tag("mlflow.runName", f"hpo {study_name}")
     mlflow.log_params(spec.flat_params())
     mlflow.log_artifact(spec_path, "spec")
-    # Resolve every input before the first trial trains: bad data or an unknown model fails in seconds.
     objective = Objective(spec, spec_path, study_name)
-    splits = objective.splits(spec.datasets[0], spec)
-    print(f"[data] {spec.datasets[0].name}: {len(splits.train)} train / {len(splits.eval)} eval rows", flush=True)
-    resolve_model(spec.models[0].source)
+    # Bad data or an unknown model fails before the first trial trains; the trials reuse the splits.
+    resolve_inputs(spec, load=lambda dataset: objective.splits(dataset, spec))
 
     storage = open_storage(storage_url)
     study, seed_used = open_study(storage, study_name, settings, sampler_seed)

@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from pipelines.errors import PlatformError
 from pipelines.runtime import configure_threads
 from pipelines.tracking import setup_tracking
-from registry.promote import promote
+from registry.promote import best_of, promote
 
 
 def candidates(client: MlflowClient, experiment: str, metric: str, parent_run: str | None):
@@ -55,8 +55,7 @@ def run(experiment: str, model_name: str, metric: str, greater_is_better: bool, 
         max_saved_mb: float | None, max_p50_latency_ms: float | None, latency_samples: int):
     client = MlflowClient()
     runs = candidates(client, experiment, metric, parent_run)
-    pick = max if greater_is_better else min
-    best = pick(runs, key=lambda r: r.data.metrics[metric])
+    best = best_of(runs, lambda r: r.data.metrics[metric], greater_is_better)
     uri = best.data.tags["model_uri"]
     print(f"[promote] best of {len(runs)} finished runs: {best.info.run_name} ({best.info.run_id}) "
           f"{metric}={best.data.metrics[metric]:.4f}", flush=True)
@@ -69,12 +68,8 @@ def run(experiment: str, model_name: str, metric: str, greater_is_better: bool, 
         print(f"[promote] p50 latency {latency:.0f} ms over {latency_samples} requests", flush=True)
         if latency > max_p50_latency_ms:
             violations.append(f"p50 latency {latency:.0f} ms > {max_p50_latency_ms:g} ms")
-    tags = best.data.tags
-    lineage = {"source_run_name": best.info.run_name or "", "dataset": tags.get("dataset", ""),
-               "method": tags.get("method", ""), "experiment_spec": best.data.params.get("name", ""),
-               "parent_run_id": tags.get("mlflow.parentRunId", "")}
     result = promote(model_uri=uri, run_id=best.info.run_id, name=model_name, metric=metric,
-                     greater_is_better=greater_is_better, lineage=lineage, violations=violations)
+                     greater_is_better=greater_is_better, violations=violations)
     print(f"[promote] {model_name} v{result.version} @{result.alias or '-'}: {result.reason}", flush=True)
     return result
 

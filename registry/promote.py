@@ -38,6 +38,22 @@ def _champion_value(client: MlflowClient, name: str, metric: str) -> tuple[str, 
     return (current.version, run_metric) if run_metric is not None else None
 
 
+def best_of(items, value_of, greater_is_better: bool):
+    """The item with the best value: the one rule by which a grid and the `promote` entry point pick."""
+    return (max if greater_is_better else min)(items, key=value_of)
+
+
+def lineage_of(run) -> dict[str, str]:
+    """Where a version came from, read off its run, so every way of promoting tags the same keys:
+    the run, its grid, the spec, the cell, the data it read and the data's licence."""
+    tags, lineage = run.data.tags, {"source_run_name": run.info.run_name or "",
+                                    "experiment_spec": run.data.params.get("name", ""),
+                                    "parent_run_id": run.data.tags.get("mlflow.parentRunId", "")}
+    lineage.update({k: tags[k] for k in ("model", DATASET_TAG, "method", DATA_LICENCE_TAG) if k in tags})
+    lineage.update({k: v for k, v in tags.items() if k.startswith(DATA_SOURCE_TAG + ".")})
+    return lineage
+
+
 def beats(candidate: float, incumbent: float, greater_is_better: bool) -> bool:
     return candidate > incumbent if greater_is_better else candidate < incumbent
 
@@ -73,9 +89,7 @@ def promote(*, model_uri: str, run_id: str, name: str, metric: str, greater_is_b
                          reason=f"run {run_id} is already version {existing.version} of {name} ({aliases})")
     value = run.data.metrics[metric]
     incumbent = _champion_value(client, name, metric)
-    data = {k: v for k, v in run.data.tags.items()
-            if k in (DATASET_TAG, DATA_LICENCE_TAG) or k.startswith(DATA_SOURCE_TAG + ".")}
-    tags = {"source_run_id": run_id, f"metric.{metric}": str(value), **data, **(lineage or {})}
+    tags = {"source_run_id": run_id, f"metric.{metric}": str(value), **lineage_of(run), **(lineage or {})}
     version = mlflow.register_model(model_uri, name, tags=tags).version
     if violations:
         alias, reason = CHALLENGER, f"{metric}={value:.4f} but constraints not met: " + "; ".join(violations)

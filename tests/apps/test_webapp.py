@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from pipelines import compare
-from registry.webapp import PLACEHOLDER, classify_fn, describe
+from apps.webapp import PLACEHOLDER, classify_fn, describe
 from tests.conftest import REPO
 from tests.pipelines.test_cell_classification import write_cls_spec
 from tests.registry.test_serving import free_port
@@ -54,7 +54,7 @@ def test_the_page_labels_what_is_typed_in_a_real_browser(champion, tracking):
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make browser` installs Debian's chromium"
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": tracking}
-    proc = subprocess.Popen([sys.executable, "-m", "registry.webapp", "--port", str(port)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "apps.webapp", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     try:

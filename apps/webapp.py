@@ -1,6 +1,6 @@
 """The sentiment web page: type a sentence, see the label and its probability as you type.
 
-    python -m registry.webapp --model models:/sentiment-classifier@champion --port 7860
+    python -m apps.webapp --model models:/sentiment-classifier@champion --port 7860
     make webapp
 
 The page loads the registered classifier in its own process (`mlflow.pyfunc.load_model`) rather
