@@ -148,7 +148,7 @@ def _run(spec: ExperimentSpec, model_src, method, splits: Splits, on_validation=
             plt.close(figure)
         model_uri = log_servable(task.servable, base_source=_base_source(model_src), artifact_kind=method.artifact_kind,
                                  artifact_dir=saved, **task.servable_kwargs(fitted, spec)).model_uri
-    shown = (task.scores[0].name, task.scores[1].name, "wall_time_s", "peak_rss_mb")
+    shown = (task.default_metric, "eval_loss", "wall_time_s", "peak_rss_mb")
     print("  " + "  ".join(f"{k} {scalars[k]:.4g}" for k in shown if k in scalars), flush=True)
     return {"scalars": scalars, "model_uri": model_uri}
 

@@ -189,7 +189,7 @@ class ExperimentSpec(_Strict):
                              f"score; use one of {sorted(task.validation_scores)}")
         registry = self.registry
         registry.model_name = registry.model_name or task.registered_model_name
-        registry.metric = registry.metric or task.scores[0].name
+        registry.metric = registry.metric or task.default_metric
         if registry.greater_is_better is None:
             registry.greater_is_better = greater_is_better(task, registry.metric)
         return self

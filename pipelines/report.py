@@ -5,18 +5,22 @@ from pathlib import Path
 
 import pandas as pd
 
-COLUMNS = [
-    ("model", "model"), ("dataset", "dataset"), ("method", "method"), ("status", "status"),
-    ("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("rougeL", "ROUGE-L"), ("rougeLsum", "ROUGE-Lsum"),
-    ("bleu", "BLEU"), ("precision_1", "P1"), ("precision_2", "P2"), ("precision_3", "P3"), ("precision_4", "P4"),
-    ("accuracy", "accuracy"), ("f1_macro", "F1 (macro)"), ("precision_macro", "precision"),
-    ("recall_macro", "recall"), ("ece", "ECE"),
-    ("tokens_per_example", "tokens/example"), ("unknown_token_share", "unknown tokens"),
-    ("split_word_share", "split words"),
-    ("eval_loss", "eval loss"), ("train_time_s", "train s"), ("wall_time_s", "wall s"),
-    ("train_tokens_per_s", "tok/s"), ("train_examples_per_s", "examples/s"), ("mfu", "MFU"), ("peak_rss_mb", "peak RSS MB"), ("peak_vram_mb", "peak VRAM MB"),
-    ("params_trainable", "trainable params"), ("saved_mb", "saved MB"), ("error", "error"),
-]
+from pipelines.tasks import TASKS
+
+KEYS = ["model", "dataset", "method", "status"]
+# Every task's scores, in their order, each once (eval_loss last): names, labels, points and
+# directions are the tasks' (pipelines/tasks), not lists of the report's own.
+SCORES = {score.name: score for task in TASKS.values() for score in task.scores if score.name != "eval_loss"}
+SCORES["eval_loss"] = next(s for task in TASKS.values() for s in task.scores if s.name == "eval_loss")
+FIT = [("overfitting_ratio", "eval/train loss"), ("generalisation_gap", "eval - train loss")]
+TOKENIZER_COLUMNS = [("tokens_per_example", "tokens/example"), ("unknown_token_share", "unknown tokens"),
+                     ("split_word_share", "split words")]
+COST = [("train_time_s", "train s"), ("wall_time_s", "wall s"), ("train_tokens_per_s", "tok/s"),
+        ("train_examples_per_s", "examples/s"), ("mfu", "MFU"), ("generation_ms_per_token", "gen ms/token"),
+        ("peak_rss_mb", "peak RSS MB"), ("peak_vram_mb", "peak VRAM MB"), ("params_trainable", "trainable params"),
+        ("saved_mb", "saved MB")]
+COLUMNS = ([(k, k) for k in KEYS] + [(s.name, s.label) for s in SCORES.values()] + FIT + TOKENIZER_COLUMNS
+           + COST + [("error", "error")])
 
 
 def comparison_table(cells) -> pd.DataFrame:
@@ -34,19 +38,11 @@ def comparison_table(cells) -> pd.DataFrame:
     return frame
 
 
-# Points per unit of each score, for "N points over the base": a score on 0..1 reads as percentage
-# points, sacrebleu's BLEU and n-gram precisions are on 0..100 already. A metric not listed (a loss,
-# a perplexity) has no points: its difference is given in its own units.
-POINTS_PER_UNIT = {
-    "rouge1": 100, "rouge2": 100, "rougeL": 100, "rougeLsum": 100,
-    "bleu": 1, "precision_1": 1, "precision_2": 1, "precision_3": 1, "precision_4": 1,
-    "accuracy": 100, "f1_macro": 100, "precision_macro": 100, "recall_macro": 100, "ece": 100,
-}
-
-KEYS = ["model", "dataset", "method", "status"]
-QUALITY = ["rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "precision_1", "precision_2", "precision_3",
-           "precision_4", "accuracy", "f1_macro", "precision_macro", "recall_macro", "ece", "eval_loss"]
-TOKENIZER = ["tokens_per_example", "unknown_token_share", "split_word_share", "accuracy"]
+# "N points over the base": a score on 0..1 reads as percentage points, sacrebleu's BLEU and
+# n-gram precisions are on 0..100 already; a figure in its own units (a loss) has no points.
+POINTS_PER_UNIT = {name: score.points for name, score in SCORES.items() if score.points}
+QUALITY = list(SCORES) + [key for key, _ in FIT]
+TOKENIZER = [key for key, _ in TOKENIZER_COLUMNS] + ["accuracy"]
 
 
 def to_markdown(frame: pd.DataFrame) -> str:

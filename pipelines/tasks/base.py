@@ -23,7 +23,8 @@ class Score:
     name: str
     label: str  # column header in the report
     greater_is_better: bool = True
-    points: float = 100.0  # factor to "points" in the report's prose: 100 for 0-1 scores, 1 for BLEU (0-100)
+    points: float | None = 100.0  # to "points" in the report's prose: 100 for 0-1 scores, 1 for BLEU (0-100),
+    # None for a figure in its own units (a loss, a perplexity, bits per byte)
 
 
 @dataclass
@@ -50,7 +51,9 @@ class Predictions:
 class Task(Protocol):
     name: str
     scores: tuple[Score, ...]
-    """Every score the task reports; the first is its default selection and promotion metric."""
+    """Every score the task reports, in the report's column order."""
+    default_metric: str
+    """What picks the best cell and decides on `champion` when the spec's registry does not say."""
     validation_scores: tuple[str, ...]
     """The scores a validation during training computes (what `select_metric` and a pruner may read)."""
     registered_model_name: str

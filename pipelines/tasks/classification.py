@@ -123,7 +123,8 @@ class ClassificationTask:
     scores = (Score("accuracy", "accuracy"), Score("f1_macro", "F1 (macro)"),
               Score("precision_macro", "precision"), Score("recall_macro", "recall"),
               Score("ece", "ECE", greater_is_better=False),
-              Score("eval_loss", "eval loss", greater_is_better=False, points=1.0))
+              Score("eval_loss", "eval loss", greater_is_better=False, points=None))
+    default_metric = "accuracy"
     validation_scores = ("accuracy", "f1_macro")
     registered_model_name = "text-classifier"
     input_column = "text"

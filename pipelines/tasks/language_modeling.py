@@ -156,11 +156,13 @@ class LanguageModelingTask:
     generator by `registry/text_generator.py`."""
 
     name = "language_modeling"
-    scores = (Score("bits_per_byte", "bits/byte", greater_is_better=False, points=1.0),
-              Score("perplexity", "perplexity", greater_is_better=False, points=1.0),
-              Score("bits_per_char", "bits/char", greater_is_better=False, points=1.0),
-              Score("token_accuracy", "next-token acc."), Score("bleu_4", "BLEU-4", points=1.0),
-              Score("eval_loss", "eval loss", greater_is_better=False, points=1.0))
+    scores = (Score("bits_per_byte", "bits/byte", greater_is_better=False, points=None),
+              Score("perplexity", "perplexity", greater_is_better=False, points=None),
+              Score("bits_per_char", "bits/char", greater_is_better=False, points=None),
+              Score("token_accuracy", "next-token acc."),
+              *(Score(f"bleu_{n}", f"BLEU-{n}", points=1.0) for n in range(1, 5)),
+              Score("eval_loss", "eval loss", greater_is_better=False, points=None))
+    default_metric = "bits_per_byte"
     validation_scores = ("bits_per_byte", "perplexity", "token_accuracy")
     registered_model_name = "text-generator"
     input_column = "prompt"

@@ -169,9 +169,11 @@ class SummarizationTask:
     ROUGE and BLEU against one or more references; served by `registry/summarizer.py`."""
 
     name = "summarization"
-    scores = (Score("rougeL", "ROUGE-L"), Score("rouge1", "ROUGE-1"), Score("rouge2", "ROUGE-2"),
+    scores = (Score("rouge1", "ROUGE-1"), Score("rouge2", "ROUGE-2"), Score("rougeL", "ROUGE-L"),
               Score("rougeLsum", "ROUGE-Lsum"), Score("bleu", "BLEU", points=1.0),
-              Score("eval_loss", "eval loss", greater_is_better=False, points=1.0))
+              *(Score(f"precision_{n}", f"P{n}", points=1.0) for n in range(1, 5)),
+              Score("eval_loss", "eval loss", greater_is_better=False, points=None))
+    default_metric = "rougeL"
     validation_scores = ("rougeL", "rouge1", "rouge2", "rougeLsum", "bleu")
     registered_model_name = "dialogue-summarizer"
     input_column = "dialogue"
