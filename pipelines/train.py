@@ -9,6 +9,7 @@ The loop knows no task: it is given the task's `collate(examples, pad_id) -> bat
 """
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -85,6 +86,88 @@ def plan_steps(n_examples: int, settings) -> tuple[int, str]:
     return by_epochs, "epochs"
 
 
+@dataclass
+class _Meter:
+    """What a run counts: tokens, examples and padded slots over the run, and the loss and tokens of
+    the current log window (the loss stays on the device until the window is logged)."""
+
+    started: float
+    window_loss: torch.Tensor
+    tokens: int = 0
+    examples: int = 0
+    slots: int = 0
+    window_tokens: int = 0
+    window_steps: int = 0
+    last_loss: float = float("nan")
+
+    def __post_init__(self):
+        self.window_start = self.started
+
+    def log_window(self, done: int, total: int, lr: float, log, flops_per_token, peak_flops) -> None:
+        now = time.perf_counter()
+        self.last_loss = self.window_loss.item() / self.window_steps  # the only host sync, once per log window
+        rate = self.window_tokens / max(now - self.window_start, 1e-9)
+        metrics = {"train_loss": self.last_loss, "learning_rate": lr, "train_tokens_per_s": rate}
+        shown = ""
+        if flops_per_token and peak_flops:
+            metrics["model_flops_per_s"] = rate * flops_per_token
+            metrics["mfu"] = mfu(rate, flops_per_token, peak_flops)
+            shown = f"  {metrics['model_flops_per_s'] / 1e9:.0f} GFLOP/s  mfu {100 * metrics['mfu']:.0f}%"
+        log(metrics, done)
+        print(f"  step {done}/{total}  loss {self.last_loss:.4f}  lr {lr:.2e}  {rate:.0f} tok/s{shown}  "
+              f"{now - self.started:.0f}s", flush=True)
+        self.window_loss.zero_()
+        self.window_tokens, self.window_steps, self.window_start = 0, 0, now
+
+    def result(self, steps: int, elapsed: float, stopped_by: str, best: BestCheckpoint) -> TrainResult:
+        return TrainResult(
+            steps=steps, examples=self.examples, tokens=self.tokens, train_time_s=elapsed,
+            tokens_per_s=self.tokens / max(elapsed, 1e-9), final_loss=self.last_loss, stopped_by=stopped_by,
+            best_step=best.best_step, best_value=best.best_value, padding_share=1 - self.tokens / max(self.slots, 1),
+        )
+
+    def pause(self, seconds: float) -> None:
+        """Time spent validating counts neither as training time nor in the log window's rate."""
+        self.started += seconds
+        self.window_start += seconds
+
+
+def _batch_stream(lengths: list[int], batch_size: int, seed: int):
+    """Batches of example indices, epoch after epoch, each epoch in its own seeded order."""
+    epochs = (length_grouped_batches(lengths, batch_size, seed + epoch) for epoch in itertools.count())
+    return itertools.chain.from_iterable(epochs)
+
+
+def _accumulate(model, examples, lengths, stream, settings, collate, loss, pad_id, device, autocast, meter) -> None:
+    """One optimizer step's micro-batches: forward, backward, gradients summed in `.grad`."""
+    for _ in range(settings.grad_accum):
+        idx = next(stream)
+        batch = {k: v.to(device, non_blocking=True) for k, v in collate([examples[i] for i in idx], pad_id).items()}
+        with autocast:
+            micro_loss = loss(model, batch) / settings.grad_accum
+        micro_loss.backward()
+        meter.window_loss += micro_loss.detach()
+        n_tokens = sum(lengths[i] for i in idx)
+        meter.tokens += n_tokens
+        meter.slots += padded_tokens([examples[i] for i in idx])
+        meter.window_tokens += n_tokens
+        meter.examples += len(idx)
+
+
+def _validate(model, done: int, settings, validate, on_validation, best: BestCheckpoint, log) -> bool:
+    """Score the model, keep its weights if they are the best so far; returns whether to stop early."""
+    scores = validate(model)
+    model.train()
+    log({f"val_{k}": v for k, v in scores.items()}, done)
+    metric = settings.select_metric or next(iter(scores))  # a spec's task always names one
+    stop_early = best.update(scores[metric], done)
+    print(f"  step {done}  val_{metric} {scores[metric]:.4f}  "
+          f"(best {best.best_value:.4f} at step {best.best_step})", flush=True)
+    if on_validation is not None:
+        on_validation(scores, done)
+    return stop_early
+
+
 def train(
     model, examples: list, settings, *, collate: Callable[[list, int], Batch],
     loss: Callable[[torch.nn.Module, Batch], torch.Tensor], learning_rate: float, weight_decay: float, seed: int,
@@ -109,88 +192,42 @@ def train(
     lengths = [e.n_tokens for e in examples]
     deadline = time.perf_counter() + settings.max_minutes * 60 if settings.max_minutes else math.inf
     autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
-
-    def batch_stream():
-        epoch = 0
-        while True:
-            yield from length_grouped_batches(lengths, settings.batch_size, seed + epoch)
-            epoch += 1
-
-    stream = batch_stream()
+    stream = _batch_stream(lengths, settings.batch_size, seed)
     validating = validate is not None and settings.eval_every_steps is not None
     best = BestCheckpoint(params, greater_is_better=greater_is_better, patience=settings.early_stopping_patience)
     model.train()
-    started = time.perf_counter()
-    window_loss = torch.zeros((), device=device)
-    window_tokens = tokens = examples_seen = slots = 0
-    window_start, window_steps, last_loss, step = started, 0, float("nan"), 0
+    meter, step = _Meter(time.perf_counter(), torch.zeros((), device=device)), 0
     for step in range(total_steps):
         lr = lr_at(step, total_steps, learning_rate, warmup)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        for _ in range(settings.grad_accum):
-            idx = next(stream)
-            batch = {k: v.to(device, non_blocking=True) for k, v in collate([examples[i] for i in idx], pad_id).items()}
-            with autocast:
-                micro_loss = loss(model, batch) / settings.grad_accum
-            micro_loss.backward()
-            window_loss += micro_loss.detach()
-            n_tokens = sum(lengths[i] for i in idx)
-            tokens += n_tokens
-            slots += padded_tokens([examples[i] for i in idx])
-            window_tokens += n_tokens
-            examples_seen += len(idx)
+        _accumulate(model, examples, lengths, stream, settings, collate, loss, pad_id, device, autocast, meter)
         if settings.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        window_steps += 1
+        meter.window_steps += 1
         done = step + 1
         out_of_time = time.perf_counter() >= deadline
         if done % settings.log_every == 0 or done == total_steps or out_of_time:
-            now = time.perf_counter()
-            last_loss = window_loss.item() / window_steps  # the only host sync, once per log window
-            rate = window_tokens / max(now - window_start, 1e-9)
-            metrics = {"train_loss": last_loss, "learning_rate": lr, "train_tokens_per_s": rate}
-            shown = ""
-            if flops_per_token and peak_flops:
-                metrics["model_flops_per_s"] = rate * flops_per_token
-                metrics["mfu"] = mfu(rate, flops_per_token, peak_flops)
-                shown = f"  {metrics['model_flops_per_s'] / 1e9:.0f} GFLOP/s  mfu {100 * metrics['mfu']:.0f}%"
-            log(metrics, done)
-            print(f"  step {done}/{total_steps}  loss {last_loss:.4f}  lr {lr:.2e}  {rate:.0f} tok/s{shown}  "
-                  f"{now - started:.0f}s", flush=True)
-            window_loss.zero_()
-            window_tokens, window_steps, window_start = 0, 0, now
+            meter.log_window(done, total_steps, lr, log, flops_per_token, peak_flops)
         if validating and (done % settings.eval_every_steps == 0 or done == total_steps or out_of_time):
             val_started = time.perf_counter()
-            scores = validate(model)
-            model.train()
-            log({f"val_{k}": v for k, v in scores.items()}, done)
-            metric = settings.select_metric or next(iter(scores))  # a spec's task always names one
-            stop_early = best.update(scores[metric], done)
-            print(f"  step {done}  val_{metric} {scores[metric]:.4f}  "
-                  f"(best {best.best_value:.4f} at step {best.best_step})", flush=True)
-            if on_validation is not None:
-                on_validation(scores, done)
-            # Validation time counts neither as training time nor against the training budget.
+            stop_early = _validate(model, done, settings, validate, on_validation, best, log)
             spent = time.perf_counter() - val_started
-            started, deadline, window_start = started + spent, deadline + spent, window_start + spent
+            meter.pause(spent)
+            deadline += spent  # nor against the training budget
             if stop_early and not out_of_time:
                 stopped_by = "early_stopping"
                 break
         if out_of_time:
             stopped_by = "time"
             break
-    elapsed = time.perf_counter() - started
+    elapsed = time.perf_counter() - meter.started
     if validating:
         best.restore()
     model.eval()
-    return TrainResult(
-        steps=step + 1 if total_steps else 0, examples=examples_seen, tokens=tokens, train_time_s=elapsed,
-        tokens_per_s=tokens / max(elapsed, 1e-9), final_loss=last_loss, stopped_by=stopped_by,
-        best_step=best.best_step, best_value=best.best_value, padding_share=1 - tokens / max(slots, 1),
-    )
+    return meter.result(step + 1 if total_steps else 0, elapsed, stopped_by, best)
 
 
 @torch.inference_mode()
