@@ -23,6 +23,7 @@ from mlflow.exceptions import MlflowException
 
 import pipelines  # noqa: F401  (imported before any model loads, as in the platform's processes)
 import registry  # noqa: F401
+from pipelines.tasks import TASKS
 from registry.classifier import ClassifierModel
 from registry.summarizer import SummarizerModel
 from tests.conftest import DIALOGUES, REPO
@@ -54,7 +55,8 @@ def unpack_old_model(name: str, into: Path, base_source: Path) -> Path:
 
 def logged_as_code_like_the_old_model(model_uri: str, old_name: str, into: Path) -> None:
     """`model_uri` is a models-from-code model whose signature, input examples and config keys are
-    those the pickled fixture `old_name` (logged from the same tiny settings) was logged with."""
+    those the pickled fixture `old_name` (logged from the same tiny settings) was logged with, plus
+    the task it serves."""
     new = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(into / "new")))
     with tarfile.open(FIXTURES / f"{old_name}.tar.gz") as tar:
         tar.extractall(into, filter="data")
@@ -66,7 +68,9 @@ def logged_as_code_like_the_old_model(model_uri: str, old_name: str, into: Path)
     assert new_model.signature == old_model.signature
     for example in ["input_example.json", "serving_input_example.json"]:
         assert (new / example).read_text() == (old / example).read_text()
-    assert flavor["config"].keys() == old_model.flavors["python_function"]["config"].keys()
+    # The config names the task now (the summarizer's did not: `evaluate` infers it from the signature).
+    assert flavor["config"].keys() == old_model.flavors["python_function"]["config"].keys() | {"task"}
+    assert flavor["config"]["task"] in TASKS
 
 
 def modules_from(folder: Path) -> list[str]:
