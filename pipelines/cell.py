@@ -209,7 +209,7 @@ def _predict_and_score(task, fitted, spec, splits: Splits, eval_examples, device
     losses = {}
     for name, examples in (("eval_loss", encoded), ("train_eval_loss", trained_on)):
         losses[name] = eval_loss(fitted.model, examples, collate=task.collate, loss=task.loss,
-                                 weight=task.loss_weight, batch_size=spec.generation.batch_size,
+                                 weight=task.loss_weight, batch_size=spec.eval.scoring_batch(spec.generation),
                                  pad_id=fitted.tokenizer.pad_token_id, device=device)
     scalars.update(losses, overfitting_ratio=losses["eval_loss"] / max(losses["train_eval_loss"], 1e-12),
                    generalisation_gap=losses["eval_loss"] - losses["train_eval_loss"])

@@ -137,6 +137,12 @@ class GenerationSettings(_Strict):
 
 class EvalSettings(_Strict):
     max_examples: int | None = Field(None, ge=1, description="cap on eval rows scored per cell")
+    batch_size: int | None = Field(
+        None, ge=1, description="examples per forward pass when scoring without generating (class probabilities, "
+        "teacher-forced losses); default: generation.batch_size, which sized them before this field existed")
+
+    def scoring_batch(self, generation: GenerationSettings) -> int:
+        return self.batch_size or generation.batch_size
 
 
 class RegistrySettings(_Strict):

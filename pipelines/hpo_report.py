@@ -14,6 +14,8 @@ import mlflow
 import optuna
 from optuna.trial import TrialState
 
+from pipelines.errors import one_line
+
 
 def train_steps(trials) -> int:
     return sum(int(t.user_attrs.get("train_steps", 0)) for t in trials)
@@ -73,8 +75,7 @@ def save_plots(study: optuna.Study, folder: Path) -> list[str]:
                 warnings.simplefilter("ignore")
                 axes = plot(study)
         except Exception as exc:  # a plot is a courtesy: the study's results are already stored
-            print(f"[hpo] plot {name} skipped: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-                  flush=True)
+            print(f"[hpo] plot {name} skipped: {one_line(exc)}", flush=True)
             plt.close("all")
             continue
         figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure

@@ -27,7 +27,7 @@ def data_fingerprint(examples) -> str:
 ADDED_FIELD_DEFAULTS = {"train.max_grad_norm": 1.0, "train.label_smoothing": 0.0, "language_modeling.response_field": None,
                         "language_modeling.windows": 100, "language_modeling.prompt_tokens": 64,
                         "language_modeling.continuation_tokens": 64, "dataset.licence": None,
-                        "dataset.drop_empty": False}
+                        "dataset.drop_empty": False, "eval.batch_size": None}
 _ABSENT = object()
 
 

@@ -170,7 +170,7 @@ class ClassificationTask:
                 validating: bool = False) -> Predictions:
         labels = fitted.context["labels"]
         probs, truncated = predict_proba(fitted.model, fitted.tokenizer, [ex.text for ex in examples],
-                                         fitted.max_len, spec.generation.batch_size)
+                                         fitted.max_len, spec.eval.scoring_batch(spec.generation))
         confidence, index = probs.max(dim=-1)
         return Predictions([labels[i] for i in index.tolist()], {"probability": confidence.tolist()},
                            {"eval_truncated_examples": sum(truncated)})

@@ -216,7 +216,8 @@ class LanguageModelingTask:
     def predict(self, fitted: Fitted, spec, examples: list[Example], progress=None,
                 validating: bool = False) -> Predictions:
         blocks = self.encode(fitted, spec, examples)
-        scalars = teacher_forced(fitted.model, blocks, spec.generation.batch_size, fitted.tokenizer.pad_token_id)
+        scalars = teacher_forced(fitted.model, blocks, spec.eval.scoring_batch(spec.generation),
+                                 fitted.tokenizer.pad_token_id)
         if validating:
             return Predictions([], scalars=scalars)
         pairs = windows(blocks, fitted.context["settings"])
