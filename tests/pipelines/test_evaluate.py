@@ -102,3 +102,26 @@ def test_a_label_the_classifier_does_not_know_fails_before_loading_it(logged_cla
         evaluate.main(["models:/tiny-classifier@champion", str(data), "--text-field", "text", "--target-field", "label"])
     assert exit_info.value.code == 2
     assert "row 1: label 'neutral' is not one the model predicts ['negative', 'positive']" in capsys.readouterr().err
+
+
+def test_the_served_task_comes_from_the_config_or_for_older_models_the_signature():
+    from types import SimpleNamespace
+
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    from pipelines.errors import PlatformError
+    from pipelines.tasks import get_task
+
+    def info(outputs, config):
+        signature = ModelSignature(inputs=Schema([ColSpec("string", "x")]),
+                                   outputs=Schema([ColSpec("string", o) for o in outputs]))
+        return SimpleNamespace(signature=signature, flavors={"python_function": {"config": config}})
+
+    assert evaluate.served_task(info(["summary"], {}), "m")[0] is get_task("summarization")  # logged before configs
+    assert evaluate.served_task(info(["label"], {"task": "classification"}), "m") == (get_task("classification"), "x")
+    assert evaluate.served_task(info(["continuation"], {}), "m")[0] is get_task("language_modeling")
+    with pytest.raises(PlatformError, match="model 'm' has no signature this entry point can score"):
+        evaluate.served_task(info(["vector"], {}), "m")
+    with pytest.raises(PlatformError, match="a language model is scored in bits per byte by peft_compare"):
+        get_task("language_modeling").served_examples([], {}, {}, [], "d.jsonl")
