@@ -3,7 +3,9 @@ word is split into several tokens. Compared across models next to their downstre
 
 Words are whitespace-separated spans of the raw text; a word counts as split when more than one
 token's character offsets overlap it. Offsets make the count the same for WordPiece (`##` pieces),
-byte-level BPE (`Ġ` prefixes) and SentencePiece (`▁` prefixes), which a string test could not.
+byte-level BPE (`Ġ` prefixes) and SentencePiece (`▁` prefixes), which a string test could not, and
+for the char, bpe and word tokenizers trained here (`pipelines.tokenizers`), whose offsets count
+characters of the original text too.
 """
 from __future__ import annotations
 
