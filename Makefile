@@ -8,6 +8,9 @@ WEB_PORT    ?= 7860
 SET         ?=
 MODEL       ?= dialogue-summarizer
 CLASSIFIER  ?= sentiment-classifier
+# The web page's tabs: SENTIMENT= drops the Sentiment tab; GENERATOR=models:/quijote-gpt@champion adds one.
+SENTIMENT   ?= models:/$(CLASSIFIER)@champion
+GENERATOR   ?=
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 WORKERS     ?= 2
 
@@ -57,9 +60,11 @@ ui: setup
 serve: setup
 	MLFLOW_MODELS_WORKERS=$(WORKERS) mlflow models serve -m models:/$(MODEL)@champion --env-manager local --port $(PORT)
 
-# The sentiment page, answered by the registered champion classifier (in-process, not via `serve`).
+# The web page, a tab per model: the champion classifier, and a text generator when GENERATOR is set
+# (in-process, not via `serve`).
 webapp: setup
-	$(PY) -m apps.webapp --model models:/$(CLASSIFIER)@champion --port $(WEB_PORT)
+	$(PY) -m apps.webapp $(if $(SENTIMENT),--sentiment $(SENTIMENT)) $(if $(GENERATOR),--generator $(GENERATOR)) \
+		--port $(WEB_PORT)
 
 clean-runs:
 	find mlruns -mindepth 1 ! -name .gitkeep ! -name README.md -exec rm -rf {} +

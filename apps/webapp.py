@@ -1,28 +1,31 @@
-"""The sentiment web page: type a sentence, see the label and its probability as you type.
+"""The web page: one Gradio app with a tab per served task, each answered by a registered model.
 
-    python -m apps.webapp --model models:/sentiment-classifier@champion --port 7860
-    make webapp
+    python -m apps.webapp --sentiment models:/sentiment-classifier@champion \
+        --generator models:/quijote-gpt@champion --port 7860
+    make webapp GENERATOR=models:/quijote-generator@champion
 
-The page loads the registered classifier in its own process (`mlflow.pyfunc.load_model`) rather
-than calling the `mlflow models serve` endpoint: one process to start, and no HTTP hop between a
-keystroke and the answer. The header says which registered version answers.
+Each flag is optional, at least one is needed, and a tab is shown per model given (`--model` is
+the old name of `--sentiment`). The page loads each model in its own process
+(`mlflow.pyfunc.load_model`) rather than calling a `mlflow models serve` endpoint: one process to
+start, and no HTTP hop between a keystroke and the answer. Each tab's header says which
+registered version answers.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-import time
 
 import mlflow
-import pandas as pd
 from mlflow.exceptions import MlflowException
 
+from apps import generation_tab, sentiment_tab
 from pipelines.errors import PlatformError, first_line
 from pipelines.runtime import configure_threads
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from an offline machine
-PLACEHOLDER = "Type a sentence to see its sentiment."
+# Command-line flag -> the tab it fills; a tab module has LABEL, INPUT_COLUMN and build(model, description).
+TABS = {"sentiment": sentiment_tab, "generator": generation_tab}
 
 
 def describe(model_uri: str) -> str:
@@ -42,62 +45,62 @@ def describe(model_uri: str) -> str:
         raise PlatformError(f"model '{model_uri}' is not in the registry: {first_line(exc)}") from None
 
 
-def classify_fn(model):
-    """The page's callback: text -> (result line, label confidences, latency line)."""
-
-    def classify(text: str):
-        if not text or not text.strip():
-            return PLACEHOLDER, None, ""
-        started = time.perf_counter()
-        try:
-            out = model.predict(pd.DataFrame({"text": [text]}))
-        except MlflowException as exc:  # the classifier's own 400s: too long, and so on
-            return f"Cannot classify this input: {exc.message}", None, ""
-        row = out.iloc[0]
-        elapsed_ms = 1000 * (time.perf_counter() - started)
-        confidences = {c.removeprefix("p_"): float(row[c]) for c in out.columns if c.startswith("p_")}
-        note = " (long input: only its beginning was read)" if bool(row.get("truncated", False)) else ""
-        return f"{row['label']} ({row['probability']:.2f}){note}", confidences, f"answered in {elapsed_ms:.0f} ms"
-
-    return classify
+def load_for_tab(model_uri: str, tab):
+    """The loaded pyfunc for `tab`, refused when its signature takes another column than the tab
+    sends (a classifier given to the generation tab would answer every request with a 400)."""
+    model = mlflow.pyfunc.load_model(model_uri)
+    schema = model.metadata.get_input_schema()
+    columns = schema.input_names() if schema else []
+    if columns and tab.INPUT_COLUMN not in columns:
+        raise PlatformError(f"it takes {columns}, but the {tab.LABEL} tab sends a '{tab.INPUT_COLUMN}' column")
+    return model
 
 
-def build_app(model, description: str):
+def build_app(answering: dict[str, tuple[object, str]]):
+    """The Blocks page: one tab per flag in `answering` (flag -> (loaded model, its description))."""
     import gradio as gr
 
-    classify = classify_fn(model)
-    with gr.Blocks(title="Sentiment") as app:
-        gr.Markdown(f"## Sentiment\nAnswering: **{description}**", elem_id="model-version")
-        text = gr.Textbox(label="Sentence", placeholder="A warm, funny film.", lines=2, elem_id="text")
-        result = gr.Textbox(label="Sentiment", value=PLACEHOLDER, interactive=False, elem_id="result")
-        confidences = gr.Label(label="Probabilities", elem_id="confidences")
-        latency = gr.Markdown(elem_id="latency")
-        # Every keystroke asks; `always_last` drops stale requests so the page follows the typing.
-        for event in (text.change, text.submit):
-            event(classify, inputs=text, outputs=[result, confidences, latency], trigger_mode="always_last",
-                  show_progress="hidden")
+    with gr.Blocks(title=" / ".join(TABS[flag].LABEL for flag in answering)) as app, gr.Tabs():
+        for flag, (model, description) in answering.items():
+            with gr.Tab(TABS[flag].LABEL, id=flag, elem_id=f"tab-{flag}"):
+                TABS[flag].build(model, description)
     return app
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="webapp", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="models:/sentiment-classifier@champion", help="model URI to answer with")
+    parser.add_argument("--sentiment", "--model", dest="sentiment", metavar="URI",
+                        help="classifier for the Sentiment tab, e.g. models:/sentiment-classifier@champion "
+                             "(--model is its old name)")
+    parser.add_argument("--generator", metavar="URI",
+                        help="text generator for the Text generation tab, e.g. models:/quijote-gpt@champion")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
     args = parser.parse_args(argv)
+    if not any(getattr(args, flag) for flag in TABS):
+        parser.error("give at least one model: " + ", ".join(f"--{flag} URI" for flag in TABS))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     from pipelines.tracking import setup_tracking
 
     setup_tracking()
     configure_threads()
+    uris = {flag: getattr(args, flag) for flag in TABS if getattr(args, flag)}
+    descriptions, answering = {}, {}
     try:
-        description = describe(args.model)
-        print(f"[webapp] loading {description}", flush=True)
-        model = mlflow.pyfunc.load_model(args.model)
+        # Every URI is looked up in the registry before any model loads: a typo fails in a second.
+        for flag, model_uri in uris.items():
+            descriptions[flag] = describe(model_uri)
+        for flag, model_uri in uris.items():
+            print(f"[webapp] loading {descriptions[flag]} for the {TABS[flag].LABEL} tab", flush=True)
+            answering[flag] = (load_for_tab(model_uri, TABS[flag]), descriptions[flag])
     except (PlatformError, MlflowException, OSError) as exc:
-        print(f"error: cannot load '{args.model}': {first_line(exc)}", file=sys.stderr)
+        print(f"error: cannot load '{model_uri}': {first_line(exc)}", file=sys.stderr)
         return 2
-    build_app(model, description).launch(server_name=args.host, server_port=args.port, footer_links=[],
-                                         show_error=True)
+    build_app(answering).launch(server_name=args.host, server_port=args.port, footer_links=[], show_error=True)
     return 0
 
 

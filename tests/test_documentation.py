@@ -64,7 +64,8 @@ def workspace(tmp_path_factory, tiny_lm_dir, tiny_encoder_dir):
     env.update(PATH=f"{repo / '.venv' / 'bin'}{os.pathsep}{env['PATH']}", HF_HUB_OFFLINE="1",
                MLFLOW_TRACKING_URI=f"sqlite:///{root / 'base' / 'mlflow.db'}")
     (root / "base").mkdir()
-    for spec in ("experiments/dialogsum_demo.yaml", "experiments/sst2_minilm.yaml"):  # the champions
+    # The champions the servers answer with: `make serve`, and both tabs of `make webapp`.
+    for spec in ("experiments/dialogsum_demo.yaml", "experiments/sst2_minilm.yaml", "experiments/quijote_lm_lora.yaml"):
         words = tiny_overrides(REPO / spec, tiny)
         proc = subprocess.run(["python", "-m", "pipelines.compare", spec, "--set", words], cwd=repo, env=env,
                               capture_output=True, text=True, timeout=300, check=False)
