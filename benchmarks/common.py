@@ -39,7 +39,9 @@ def default_data(name: str) -> str:
 
 
 def machine() -> dict:
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+    from pipelines.efficiency import cpu_name
+
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_name(),
             "load_avg": os.getloadavg() if hasattr(os, "getloadavg") else None}
 
 

@@ -7,6 +7,7 @@ cell never branches on it.
 """
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 import traceback
@@ -19,16 +20,19 @@ import mlflow
 import torch
 from optuna import TrialPruned
 
+from pipelines.checkpoint import Checkpointer, Journal
 from pipelines.config import ExperimentSpec, flatten
 from pipelines.efficiency import mfu, peak_flops, training_flops_per_token
 from pipelines.errors import one_line
 from pipelines.methods.common import save_changed_weights
 from pipelines.resources import ResourceMeter, bytes_on_disk, parameter_counts, release_freed_memory
+from pipelines.resume import data_fingerprint
 from pipelines.runtime import autocast_dtype, pick_device
 from pipelines.sources.datasets import Splits
 from pipelines.tasks import get_task
 from pipelines.tasks.base import greater_is_better
 from pipelines.train import eval_loss, train
+from pipelines.train_settings import RESUMABLE_CHANGES
 from pipelines.train_setup import prepared_for_training
 from registry.promote import DATA_LICENCE_TAG, DATA_SOURCE_TAG
 from registry.servables import log_servable
@@ -73,13 +77,54 @@ def reused_cell(run, model_src, dataset, method, position: str) -> CellResult:
                       metrics=dict(run.data.metrics), model_uri=run.data.tags["model_uri"])
 
 
+def cell_checkpoint_dir(spec: ExperimentSpec, label: str) -> Path:
+    """Where a grid cell's checkpoints go: by spec and cell, so that a rerun of the spec finds them."""
+    slug = lambda text: re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
+    return Path(spec.train.checkpoint_dir) / slug(spec.name) / slug(label.replace("/", "__"))
+
+
+def _journal_and_checkpoints(spec, params: dict, splits: Splits, directory: Path | None):
+    """(journal, checkpoints): the cell's metrics go through the journal, which holds them back
+    until a checkpoint covers them when the cell keeps checkpoints (else None)."""
+    keeps = directory is not None and spec.train.checkpoint_every_minutes is not None
+    journal = Journal(lambda metrics, step: mlflow.log_metrics(metrics, step=step),
+                      lambda data, name: mlflow.log_table(data, artifact_file=name), deferred=keeps)
+    if not keeps:
+        return journal, None
+    fingerprint = {k: v for k, v in params.items() if k not in RESUMABLE_CHANGES}
+    fingerprint["data"] = data_fingerprint(splits.train + splits.eval)
+    return journal, Checkpointer(directory, spec.train.checkpoint_every_minutes * 60, fingerprint, journal)
+
+
+def _start_cell_run(label: str, checkpoints: Checkpointer | None):
+    """The cell's nested run: the run its newest checkpoint belongs to, continued, or a new one."""
+    saved = checkpoints.saved_run_id() if checkpoints is not None else None
+    if saved:
+        try:
+            run = mlflow.start_run(run_id=saved, nested=True, log_system_metrics=True)
+            print(f"  continuing run {saved} from its checkpoint in {checkpoints.directory}", flush=True)
+            return run
+        except mlflow.exceptions.MlflowException as exc:
+            print(f"  run {saved} of the checkpoint is gone ({one_line(exc)}): resuming in a new run", flush=True)
+    return mlflow.start_run(run_name=label, nested=True, log_system_metrics=True)
+
+
 def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, position: str = "",
-             key: str = "", on_validation: Callable[[dict[str, float], int], None] | None = None) -> CellResult:
+             key: str = "", on_validation: Callable[[dict[str, float], int], None] | None = None,
+             checkpoint_dir: Path | None = None) -> CellResult:
     """Train and score one cell as a nested run. `on_validation(scores, step)` is told every
     validation during training; if it raises optuna.TrialPruned the run ends KILLED with the
-    tag `pruned_at_step`, any other exception fails the cell (FAILED, reason logged)."""
+    tag `pruned_at_step`, any other exception fails the cell (FAILED, reason logged).
+
+    With `checkpoint_dir`, training checkpoints there every `train.checkpoint_every_minutes`; a
+    cell that finds a checkpoint there resumes it, in the MLflow run it was training in. The
+    folder is removed when the cell finishes."""
     label = f"{model_src.name}/{method.name}/{dataset.name}"
-    run = mlflow.start_run(run_name=label, nested=True, log_system_metrics=True)
+    params = cell_params(spec, model_src, dataset, method)
+    journal, checkpoints = _journal_and_checkpoints(spec, params, splits, checkpoint_dir)
+    run = _start_cell_run(label, checkpoints)
+    if checkpoints is not None:
+        checkpoints.run_id = run.info.run_id
     result = CellResult(model_src.name, dataset.name, method.name, "FAILED", run.info.run_id)
     validated_at: list[int] = []  # steps seen by on_validation: the last one is where a trial was pruned
 
@@ -89,18 +134,20 @@ def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, p
 
     try:
         print(f"\n[{position}] {label}", flush=True)
-        mlflow.log_params(cell_params(spec, model_src, dataset, method))
+        mlflow.log_params(params)
         mlflow.set_tags({"model": model_src.name, "dataset": dataset.name, "method": method.name, "cell_key": key,
                          **data_tags(dataset, splits)})
         if dataset.instruction:  # the dataset's own wording, for training, evaluation and serving alike
             spec = spec.model_copy(update={"generation": spec.generation.model_copy(
                 update={"instruction": dataset.instruction})})
-        metrics = _run(spec, model_src, method, splits, told if on_validation else None)
+        metrics = _run(spec, model_src, method, splits, journal, checkpoints, told if on_validation else None)
         result.metrics = metrics["scalars"]
         result.model_uri = metrics["model_uri"]
         mlflow.set_tag("model_uri", result.model_uri)  # what a resumed grid needs to promote this cell
         result.status = "FINISHED"
         mlflow.end_run("FINISHED")
+        if checkpoints is not None:
+            checkpoints.clear()
     except TrialPruned as pruned:  # stopped on purpose by a tuning study: neither finished nor failed
         step = validated_at[-1] if validated_at else 0
         result.status, result.pruned_at_step, result.metrics = "KILLED", step, {"train_steps": step}
@@ -125,13 +172,15 @@ def _base_source(model_src) -> str:
     return str(local.resolve()) if local.is_dir() else model_src.source
 
 
-def _run(spec: ExperimentSpec, model_src, method, splits: Splits, on_validation=None) -> dict:
+def _run(spec: ExperimentSpec, model_src, method, splits: Splits, journal: Journal, checkpoints=None,
+         on_validation=None) -> dict:
     task = get_task(spec.task)
     device = pick_device(spec.train.device)
     eval_examples = splits.eval[: spec.eval.max_examples] if spec.eval.max_examples else splits.eval
     with tempfile.TemporaryDirectory(prefix="cell-") as workdir:
         with ResourceMeter(device) as meter:  # the cost of the method itself, not of logging it
-            fitted, scalars = _fit(task, spec, model_src, method, splits, eval_examples, device, on_validation)
+            fitted, scalars = _fit(task, spec, model_src, method, splits, eval_examples, device, journal, checkpoints,
+                                   on_validation)
             predictions = _predict_and_score(task, fitted, spec, splits, eval_examples, device, scalars)
             saved = save_changed_weights(method, fitted.model, fitted.tokenizer, Path(workdir))
             scalars["saved_bytes"] = bytes_on_disk(saved) if saved else 0
@@ -153,11 +202,13 @@ def _run(spec: ExperimentSpec, model_src, method, splits: Splits, on_validation=
     return {"scalars": scalars, "model_uri": model_uri}
 
 
-def _fit(task, spec, model_src, method, splits: Splits, eval_examples, device, on_validation=None):
+def _fit(task, spec, model_src, method, splits: Splits, eval_examples, device, journal: Journal, checkpoints=None,
+         on_validation=None):
     """The base model as the task loads it, wrapped by the method, trained within the budget."""
     torch.manual_seed(spec.seed)
-    fitted = task.load(model_src.source, splits, spec, device, method.load_kwargs(device))
+    fitted = task.load(model_src, splits, spec, device, method.load_kwargs(device))
     fitted.model = method.apply(fitted.model)
+    _log_setup(fitted.logged)
     scalars: dict[str, float] = {**parameter_counts(fitted.model), **task.train_statistics(fitted, splits.train)}
     if not method.trains:
         return fitted, scalars
@@ -168,9 +219,12 @@ def _fit(task, spec, model_src, method, splits: Splits, eval_examples, device, o
     subset = (splits.validation or eval_examples)[: spec.train.eval_subset]
     amp = autocast_dtype(spec.train.precision, device)
 
-    def validate(model):  # the model as it trains: a bf16 frozen base needs autocast to run at speed
+    def validate(model, step: int):  # the model as it trains: a bf16 frozen base needs autocast to run at speed
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             predictions = task.predict(replace(fitted, model=model), spec, subset, validating=True)
+        if predictions.outputs:  # what the model wrote at this step (a language model's fixed prompts)
+            table = task.prediction_table(subset, predictions)
+            journal.table({"step": [step] * len(predictions.outputs), **table}, "validation_samples.json")
         return task.score(fitted, predictions, subset)
 
     flops_per_token = training_flops_per_token(
@@ -184,10 +238,11 @@ def _fit(task, spec, model_src, method, splits: Splits, eval_examples, device, o
             loss=partial(task.loss, label_smoothing=smoothing) if smoothing else task.loss,
             learning_rate=method.learning_rate, weight_decay=method.weight_decay, seed=spec.seed,
             pad_id=fitted.tokenizer.pad_token_id, device=device, amp_dtype=amp,
-            log=lambda metrics, step: mlflow.log_metrics(metrics, step=step), validate=validate,
-            on_validation=on_validation, flops_per_token=flops_per_token, peak_flops=peak,
-            greater_is_better=greater_is_better(task, spec.train.select_metric),
+            log=journal.metrics, validate=validate, on_validation=on_validation, flops_per_token=flops_per_token,
+            peak_flops=peak, greater_is_better=greater_is_better(task, spec.train.select_metric),
+            checkpoints=checkpoints,
         )
+    journal.flush()
     scalars.update(train_steps=fit.steps, train_examples=fit.examples, train_tokens=fit.tokens,
                    train_time_s=fit.train_time_s, train_tokens_per_s=fit.tokens_per_s,
                    train_examples_per_s=fit.examples / max(fit.train_time_s, 1e-9),
@@ -197,6 +252,16 @@ def _fit(task, spec, model_src, method, splits: Splits, eval_examples, device, o
         scalars.update(best_step=fit.best_step, best_val_score=fit.best_value)
     mlflow.set_tag("stopped_by", fit.stopped_by)
     return fitted, scalars
+
+
+def _log_setup(logged: dict) -> None:
+    """What the task's set-up asks to keep with the run (a trained tokenizer: its cache key, its files)."""
+    artifacts = logged.get("artifacts", {})
+    params = {k: v for k, v in logged.items() if k != "artifacts"}
+    if params:
+        mlflow.log_params(params)
+    for artifact_path, folder in artifacts.items():
+        mlflow.log_artifacts(folder, artifact_path)
 
 
 def _predict_and_score(task, fitted, spec, splits: Splits, eval_examples, device, scalars: dict):
@@ -220,4 +285,6 @@ def _predict_and_score(task, fitted, spec, splits: Splits, eval_examples, device
     scalars["eval_time_s"] = time.perf_counter() - started
     scalars.update(task.score(fitted, predictions, eval_examples))
     scalars.update(predictions.scalars)
+    if "chars_per_token" in scalars and "train_tokens_per_s" in scalars:  # a text task's throughput in characters
+        scalars["train_chars_per_s"] = scalars["train_tokens_per_s"] * scalars["chars_per_token"]
     return predictions

@@ -4,29 +4,36 @@ and promotion of the best cell.
     mlflow run . -e peft_compare -P experiment=experiments/dialogsum_demo.yaml --env-manager local
     python -m pipelines.compare experiments/dialogsum_demo.yaml
     python -m pipelines.compare experiments/dialogsum_demo.yaml --set "train.max_steps=2 eval.max_examples=3"
+
+Killed, the same command resumes: finished cells are reused, and the cell that was training picks
+up from its last checkpoint (`train.checkpoint_every_minutes`) in its own MLflow run; `--restart`
+trains every cell afresh.
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 import mlflow
 
-from pipelines.cell import cell_params, reused_cell, run_cell
+from pipelines.cell import cell_checkpoint_dir, cell_params, reused_cell, run_cell
 from pipelines.config import ExperimentSpec, load_spec
-from pipelines.report import comparison_table, quality_cost_chart, reading, to_markdown
+from pipelines.preflight import resolve_inputs
+from pipelines.report import comparison_table, quality_cost_chart, reading, reference_rows, to_markdown
 from pipelines.resume import cell_key, data_fingerprint, mark_resumed, reusable_cells
 from pipelines.runtime import configure_threads
-from pipelines.preflight import resolve_inputs
 from pipelines.spec_paths import add_set_argument, parse_overrides
+from pipelines.tasks import get_task
 from pipelines.tracking import failing_run_on_error, setup_tracking
 from registry.promote import best_of, promote
 
 
-def run(spec: ExperimentSpec, spec_path: str | None = None):
-    """Run the grid inside the active parent run; returns (cells, table, promotion)."""
+def run(spec: ExperimentSpec, spec_path: str | None = None, restart: bool = False):
+    """Run the grid inside the active parent run; returns (cells, table, promotion). A cell with a
+    checkpoint (its grid was killed while it trained) resumes from it, unless `restart`."""
     configure_threads()
     mlflow.set_tag("mlflow.runName", spec.name)
     mlflow.log_params(spec.flat_params())
@@ -45,8 +52,16 @@ def run(spec: ExperimentSpec, spec_path: str | None = None):
         if key in reuse:
             cells.append(reused_cell(reuse[key], model_src, dataset, method, position))
         else:
-            cells.append(run_cell(spec, model_src, dataset, method, splits[dataset.name], position, key))
-    table = comparison_table(cells)
+            checkpoints = cell_checkpoint_dir(spec, f"{model_src.name}/{method.name}/{dataset.name}")
+            if restart:
+                shutil.rmtree(checkpoints, ignore_errors=True)
+            cells.append(run_cell(spec, model_src, dataset, method, splits[dataset.name], position, key,
+                                  checkpoint_dir=checkpoints))
+    references = {d.name: get_task(spec.task).reference_scores(splits[d.name]) for d in spec.datasets}
+    for dataset, figures in references.items():
+        for name, scores in figures.items():
+            mlflow.log_metrics({f"reference.{dataset}.{name.replace(' ', '_')}.{k}": v for k, v in scores.items()})
+    table = comparison_table(cells, reference_rows(references))
     summary = reading(table, spec.registry.metric, greater_is_better=spec.registry.greater_is_better)
     mlflow.set_tag("mlflow.note.content", summary)  # shown as the run's description in the UI
     markdown = to_markdown(table) + "\n\n" + summary
@@ -83,11 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="peft_compare", description=__doc__.splitlines()[0])
     parser.add_argument("experiment", help="path to an experiment spec YAML in experiments/")
     add_set_argument(parser)
+    parser.add_argument("--restart", nargs="?", const="true", default="false", choices=["true", "false"],
+                        help="train every cell afresh, deleting the checkpoints of an interrupted grid "
+                        "(`--restart`, or `--restart true` as MLproject passes it)")
     args = parser.parse_args(argv)
     setup_tracking()
     with failing_run_on_error(run_name="peft_compare"):
         spec = load_spec(args.experiment, parse_overrides(args.set))
-        cells, _, _ = run(spec, args.experiment)
+        cells, _, _ = run(spec, args.experiment, restart=args.restart == "true")
     failed = [c for c in cells if c.status != "FINISHED"]
     if failed:
         print(f"error: {len(failed)} cell(s) failed: " + "; ".join(f"{c.label}: {c.error}" for c in failed),

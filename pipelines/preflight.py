@@ -22,5 +22,6 @@ def resolve_inputs(spec, load: Callable | None = None) -> dict[str, Splits]:
         print(f"[data] {dataset.name}: {len(found.train)} train / {len(found.eval)} eval rows"
               f"{task.describe_splits(found)} ({read})", flush=True)
     for model in spec.models:
-        resolve_model(model.source)
+        if model.scratch is None:  # a scratch model is built from its config, from nothing to resolve
+            resolve_model(model.source)
     return splits

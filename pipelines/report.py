@@ -23,13 +23,23 @@ COLUMNS = ([(k, k) for k in KEYS] + [(s.name, s.label) for s in SCORES.values()]
            + COST + [("error", "error")])
 
 
-def comparison_table(cells) -> pd.DataFrame:
+REFERENCE = "REFERENCE"  # the status of a baseline's row (a compressor, an n-gram model): not a cell
+
+
+def reference_rows(references: dict[str, dict[str, dict[str, float]]]) -> list[dict]:
+    """Rows for the task's baselines per dataset ({dataset: {name: {score: value}}})."""
+    return [{"model": "baseline", "dataset": dataset, "method": name, "status": REFERENCE, **scores}
+            for dataset, figures in references.items() for name, scores in figures.items()]
+
+
+def comparison_table(cells, references: list[dict] = ()) -> pd.DataFrame:
     rows = []
     for cell in cells:
         row = {"model": cell.model, "dataset": cell.dataset, "method": cell.method, "status": cell.status,
                "error": cell.error or ""}
         row.update(cell.metrics)
         rows.append(row)
+    rows += [{**row, "error": ""} for row in references]
     frame = pd.DataFrame(rows)
     keep = [key for key, _ in COLUMNS if key in frame.columns]
     frame = frame[keep]
@@ -54,11 +64,12 @@ def to_markdown(frame: pd.DataFrame) -> str:
         return rows[keep].rename(columns=headers).to_markdown(index=False, floatfmt=".4g")
 
     cost = [key for key, _ in COLUMNS if key not in KEYS + QUALITY + TOKENIZER + ["error"]]
-    parts = ["### Quality", table(QUALITY), "", "### Cost", table(cost)]
+    cells = frame[frame["status"] != REFERENCE]
+    parts = ["### Quality", table(QUALITY), "", "### Cost", table(cost, cells)]
     if "tokens_per_example" in frame.columns:
-        parts += ["", "### Tokenizers (train split) against accuracy", table(TOKENIZER)]
+        parts += ["", "### Tokenizers (train split) against accuracy", table(TOKENIZER, cells)]
     if "error" in frame.columns:
-        parts += ["", "### Failed cells", table(["error"], frame[frame["status"] != "FINISHED"])]
+        parts += ["", "### Failed cells", table(["error"], cells[cells["status"] != "FINISHED"])]
     return "\n".join(parts)
 
 
@@ -90,10 +101,28 @@ def reading(frame: pd.DataFrame, metric: str, *, greater_is_better: bool) -> str
             if row.get("train_tokens_per_s") and ref.get("train_tokens_per_s"):
                 parts.append(f"{row['train_tokens_per_s'] / ref['train_tokens_per_s']:.2f}x its training speed")
             sentences.append(", ".join(parts) + ".")
-    failed = frame[frame["status"] != "FINISHED"] if "status" in frame else frame.iloc[0:0]
+    sentences += _against_references(frame)
+    failed = frame[~frame["status"].isin(["FINISHED", REFERENCE])] if "status" in frame else frame.iloc[0:0]
     for _, row in failed.iterrows():
         sentences.append(f"{row['method']} on {row['model']}/{row['dataset']} failed: {row.get('error', '')}.")
     return " ".join(sentences) if sentences else "No cell finished, so there is nothing to compare."
+
+
+def _against_references(frame: pd.DataFrame, score: str = "bits_per_char") -> list[str]:
+    """Per dataset with baselines: the best cell's bits per character against the best baseline."""
+    if "status" not in frame or score not in frame:
+        return []
+    sentences = []
+    for dataset, group in frame.groupby("dataset", sort=False):
+        refs, done = group[group["status"] == REFERENCE], group[group["status"] == "FINISHED"]
+        if refs.empty or done[score].isna().all():
+            continue
+        best, ref = done.loc[done[score].idxmin()], refs.loc[refs[score].idxmin()]
+        verdict = "beats" if best[score] < ref[score] else "misses"
+        sentences.append(f"On {dataset}, {best['model']}/{best['method']} ({best[score]:.3f} bits/char) {verdict} "
+                         f"the best baseline, {ref['method']} ({ref[score]:.3f}), by {abs(ref[score] - best[score]):.3f} "
+                         "bits/char.")
+    return sentences
 
 
 def _margin(difference: float, metric: str, greater_is_better: bool) -> str:

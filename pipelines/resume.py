@@ -12,6 +12,8 @@ import json
 import mlflow
 from mlflow import MlflowClient
 
+from pipelines.train_settings import HOW_RUN
+
 RESUMED_BY = "resumed_by"
 
 
@@ -32,7 +34,7 @@ _ABSENT = object()
 
 
 def cell_key(params: dict, fingerprint: str) -> str:
-    params = {k: v for k, v in params.items() if ADDED_FIELD_DEFAULTS.get(k, _ABSENT) != v}
+    params = {k: v for k, v in params.items() if ADDED_FIELD_DEFAULTS.get(k, _ABSENT) != v and k not in HOW_RUN}
     payload = json.dumps({"params": params, "data": fingerprint}, sort_keys=True, default=str)
     return hashlib.sha1(payload.encode()).hexdigest()[:20]
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from pipelines.batches import length_grouped_batches, padded_tokens
+from pipelines.checkpoint import Checkpointer, loop_state, restore_loop
 from pipelines.efficiency import mfu
 
 Batch = dict[str, torch.Tensor]
@@ -59,6 +60,14 @@ class BestCheckpoint:
             return False
         self.since_best += 1
         return self.patience is not None and self.since_best >= self.patience
+
+    def state(self) -> dict:
+        return {"best_value": self.best_value, "best_step": self.best_step, "since_best": self.since_best,
+                "snapshot": self.snapshot}
+
+    def load_state(self, state: dict) -> None:
+        self.best_value, self.best_step = state["best_value"], state["best_step"]
+        self.since_best, self.snapshot = state["since_best"], state["snapshot"]
 
     @torch.no_grad()
     def restore(self) -> None:
@@ -126,16 +135,33 @@ class _Meter:
             best_step=best.best_step, best_value=best.best_value, padding_share=1 - self.tokens / max(self.slots, 1),
         )
 
+    def state(self) -> dict:
+        now = time.perf_counter()
+        return {"tokens": self.tokens, "examples": self.examples, "slots": self.slots,
+                "window_loss": self.window_loss.detach().cpu(), "window_tokens": self.window_tokens,
+                "window_steps": self.window_steps, "last_loss": self.last_loss,
+                "train_seconds": now - self.started, "window_seconds": now - self.window_start}
+
+    def load_state(self, state: dict) -> None:
+        """Counters as saved; the clock set back by the training time already spent."""
+        now = time.perf_counter()
+        self.tokens, self.examples, self.slots = state["tokens"], state["examples"], state["slots"]
+        self.window_loss.copy_(state["window_loss"])
+        self.window_tokens, self.window_steps, self.last_loss = (state["window_tokens"], state["window_steps"],
+                                                                 state["last_loss"])
+        self.started, self.window_start = now - state["train_seconds"], now - state["window_seconds"]
+
     def pause(self, seconds: float) -> None:
         """Time spent validating counts neither as training time nor in the log window's rate."""
         self.started += seconds
         self.window_start += seconds
 
 
-def _batch_stream(lengths: list[int], batch_size: int, seed: int):
-    """Batches of example indices, epoch after epoch, each epoch in its own seeded order."""
+def _batch_stream(lengths: list[int], batch_size: int, seed: int, skip: int = 0):
+    """Batches of example indices, epoch after epoch, each epoch in its own seeded order; the
+    first `skip` batches left out (where a resumed run picks up)."""
     epochs = (length_grouped_batches(lengths, batch_size, seed + epoch) for epoch in itertools.count())
-    return itertools.chain.from_iterable(epochs)
+    return itertools.islice(itertools.chain.from_iterable(epochs), skip, None)
 
 
 def _accumulate(model, examples, lengths, stream, settings, collate, loss, pad_id, device, autocast, meter) -> None:
@@ -156,7 +182,7 @@ def _accumulate(model, examples, lengths, stream, settings, collate, loss, pad_i
 
 def _validate(model, done: int, settings, validate, on_validation, best: BestCheckpoint, log) -> bool:
     """Score the model, keep its weights if they are the best so far; returns whether to stop early."""
-    scores = validate(model)
+    scores = validate(model, done)
     model.train()
     log({f"val_{k}": v for k, v in scores.items()}, done)
     metric = settings.select_metric or next(iter(scores))  # a spec's task always names one
@@ -168,14 +194,30 @@ def _validate(model, done: int, settings, validate, on_validation, best: BestChe
     return stop_early
 
 
+def _start(checkpoints: Checkpointer | None, named, optimizer, meter: _Meter, best: BestCheckpoint, settings,
+           total_steps: int) -> tuple[int, float]:
+    """(first step, deadline): step 0 and the whole time budget, or where the newest checkpoint
+    left off and the budget it left."""
+    saved = checkpoints.latest() if checkpoints is not None else None
+    first = 0
+    if saved is not None:
+        first = restore_loop(saved, named, optimizer, meter, best)
+        print(f"  resumed at step {first}/{total_steps} from {checkpoints.directory} "
+              f"({saved['meter']['train_seconds']:.0f} s of training already done)", flush=True)
+    spent = saved["meter"]["train_seconds"] if saved else 0.0
+    deadline = time.perf_counter() + settings.max_minutes * 60 - spent if settings.max_minutes else math.inf
+    return first, deadline
+
+
 def train(
     model, examples: list, settings, *, collate: Callable[[list, int], Batch],
     loss: Callable[[torch.nn.Module, Batch], torch.Tensor], learning_rate: float, weight_decay: float, seed: int,
     pad_id: int, device: torch.device, amp_dtype: torch.dtype | None = None,
     log: Callable[[dict, int], None] = lambda metrics, step: None,
-    validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+    validate: Callable[[torch.nn.Module, int], dict[str, float]] | None = None,
     on_validation: Callable[[dict[str, float], int], None] | None = None,
     flops_per_token: float | None = None, peak_flops: float | None = None, greater_is_better: bool = True,
+    checkpoints: Checkpointer | None = None,
 ) -> TrainResult:
     """Train in place. With `validate` and `settings.eval_every_steps`, the model is scored every
     N steps (logged as `val_<metric>`), training stops early after `early_stopping_patience`
@@ -184,20 +226,26 @@ def train(
     pad_id)` builds a batch of the task's examples (each has `n_tokens`) and `loss(model, batch)`
     computes its loss. Gradients are clipped to `settings.max_grad_norm` (none when it is None).
     `on_validation(scores, step)` is told every validation; it may raise to stop training (a
-    tuning study prunes a trial that way) and the exception leaves `train` unchanged."""
+    tuning study prunes a trial that way) and the exception leaves `train` unchanged.
+
+    With `checkpoints`, the run starts from the newest checkpoint there (if any) and saves one
+    whenever `checkpoints.due()` and at the time budget: resumed, it logs and computes exactly
+    what the uninterrupted run would have from that step on."""
     total_steps, stopped_by = plan_steps(len(examples), settings)
     warmup = int(total_steps * settings.warmup_ratio)
-    params = [p for p in model.parameters() if p.requires_grad]
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
     optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
     lengths = [e.n_tokens for e in examples]
-    deadline = time.perf_counter() + settings.max_minutes * 60 if settings.max_minutes else math.inf
     autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
-    stream = _batch_stream(lengths, settings.batch_size, seed)
     validating = validate is not None and settings.eval_every_steps is not None
     best = BestCheckpoint(params, greater_is_better=greater_is_better, patience=settings.early_stopping_patience)
+    meter = _Meter(time.perf_counter(), torch.zeros((), device=device))
+    first, deadline = _start(checkpoints, named, optimizer, meter, best, settings, total_steps)
+    stream = _batch_stream(lengths, settings.batch_size, seed, skip=first * settings.grad_accum)
     model.train()
-    meter, step = _Meter(time.perf_counter(), torch.zeros((), device=device)), 0
-    for step in range(total_steps):
+    step = first - 1
+    for step in range(first, total_steps):
         lr = lr_at(step, total_steps, learning_rate, warmup)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -214,12 +262,14 @@ def train(
         if validating and (done % settings.eval_every_steps == 0 or done == total_steps or out_of_time):
             val_started = time.perf_counter()
             stop_early = _validate(model, done, settings, validate, on_validation, best, log)
-            spent = time.perf_counter() - val_started
-            meter.pause(spent)
-            deadline += spent  # nor against the training budget
+            validation_s = time.perf_counter() - val_started
+            meter.pause(validation_s)
+            deadline += validation_s  # nor against the training budget
             if stop_early and not out_of_time:
                 stopped_by = "early_stopping"
                 break
+        if checkpoints is not None and done < total_steps and (out_of_time or checkpoints.due()):
+            checkpoints.save(done, loop_state(done, named, optimizer, meter, best))
         if out_of_time:
             stopped_by = "time"
             break

@@ -36,6 +36,8 @@ class Fitted:
     tokenizer: Any
     max_len: int
     context: dict = field(default_factory=dict)  # task-private (e.g. the label list)
+    logged: dict = field(default_factory=dict)  # params the cell logs with the run (e.g. a trained tokenizer's
+    # cache key), and under "artifacts", {artifact path: local folder} it logs as artifacts
 
 
 @dataclass
@@ -74,8 +76,13 @@ class Task(Protocol):
     def describe_splits(self, splits: Splits) -> str:
         """A few words about the splits for the `[data]` line (e.g. the label set)."""
 
-    def load(self, source: str, splits: Splits, spec, device: torch.device, load_kwargs: dict) -> Fitted:
-        """The base model for this task (with a new head where the task needs one)."""
+    def load(self, model_src, splits: Splits, spec, device: torch.device, load_kwargs: dict) -> Fitted:
+        """The base model of the spec's `model_src` for this task (with a new head where the task
+        needs one; built and its tokenizer trained on `splits.train` for a `scratch` source)."""
+
+    def reference_scores(self, splits: Splits) -> dict[str, dict[str, float]]:
+        """Figures of simple baselines on these splits, by name (e.g. {"xz -9": {"bits_per_char": 2.4}}),
+        reported beside the cells so a score means something; {} where the task has none."""
 
     def train_statistics(self, fitted: Fitted, examples: list[Example]) -> dict[str, float]:
         """Figures about the training data as the model sees it (e.g. tokenizer statistics)."""
@@ -117,6 +124,14 @@ class Task(Protocol):
 
     def score_served(self, out, examples: list[Example], config: dict) -> tuple[dict, dict, dict]:
         """`evaluate`: (scores, prediction columns, figures) of the served model's answers `out`."""
+
+
+def pretrained_only(spec, task_name: str) -> None:
+    """A task whose models start from pretrained weights refuses a `scratch` source, in check_spec."""
+    for i, model in enumerate(spec.models):
+        if getattr(model, "scratch", None) is not None:
+            raise ValueError(f"models.{i}: a scratch model (built with its own tokenizer from the train text) "
+                             f"is for task language_modeling; {task_name} starts from a pretrained source")
 
 
 def score_of(task: Task, name: str) -> Score | None:

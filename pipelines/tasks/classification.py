@@ -14,7 +14,7 @@ from pipelines.errors import PlatformError
 from pipelines.metrics import classification_scores, confusion_matrix_figure
 from pipelines.sources.datasets import Example, Splits, load_splits
 from pipelines.sources.models import load_classifier
-from pipelines.tasks.base import Fitted, Predictions, Score
+from pipelines.tasks.base import Fitted, Predictions, Score, pretrained_only
 from pipelines.tasks.tokenizer_stats import tokenizer_stats
 
 TOKENIZER_SAMPLE = 2000  # rows measured for the tokenizer table: enough for stable means, quick on 60k-row sets
@@ -133,6 +133,7 @@ class ClassificationTask:
     target_is_label = True
 
     def check_spec(self, spec) -> None:
+        pretrained_only(spec, self.name)
         for i, method in enumerate(spec.methods):
             if not method.trains:
                 raise ValueError(f"methods.{i}: '{method.name}' has nothing to score for classification: the "
@@ -144,13 +145,16 @@ class ClassificationTask:
     def describe_splits(self, splits: Splits) -> str:
         return f", labels {list(splits.labels)}"
 
-    def load(self, source: str, splits: Splits, spec, device, load_kwargs: dict) -> Fitted:
+    def load(self, model_src, splits: Splits, spec, device, load_kwargs: dict) -> Fitted:
         labels = list(splits.labels)
-        model, tokenizer, _ = load_classifier(source, labels, device=device, **load_kwargs)
+        model, tokenizer, _ = load_classifier(model_src.source, labels, device=device, **load_kwargs)
         limit = getattr(model.config, "max_position_embeddings", None) or spec.train.max_seq_len
         if spec.train.max_seq_len > limit:
             print(f"  max_seq_len {spec.train.max_seq_len} exceeds the model's {limit} positions: using {limit}")
         return Fitted(model, tokenizer, min(spec.train.max_seq_len, limit), {"labels": labels})
+
+    def reference_scores(self, splits: Splits) -> dict[str, dict[str, float]]:
+        return {}
 
     def train_statistics(self, fitted: Fitted, examples: list[Example]) -> dict[str, float]:
         return tokenizer_stats(fitted.tokenizer, [ex.text for ex in examples[:TOKENIZER_SAMPLE]])

@@ -1,36 +1,37 @@
 """Causal language modelling on plain text or on a text field: packed fixed-length blocks (loss on
-every token), or prompt + response rows (loss on the response only).
+every token), or prompt + response rows (loss on the response only). A base model comes from any
+source, or is built from a config with its own tokenizer trained on the train part (`scratch`).
 
-Scores, from teacher forcing on the eval part, never with label smoothing:
+Scores (`lm_scoring`), from teacher forcing, never with label smoothing, on the test part (and on
+the validation part and as much training text, to show memorisation):
 - perplexity, exp of the mean nats per scored token;
-- bits per byte: total nats / (ln 2 x UTF-8 bytes of the tokens actually scored), the figure
-  that stays comparable across tokenizers; a block's first token is not scored (nothing
-  predicts it), so its bytes do not count. Bits per character beside it;
-- next-token accuracy;
+- bits per byte: total nats / (ln 2 x UTF-8 bytes of the text the scored tokens cover), the
+  figure that stays comparable across tokenizers; bits per character beside it. Both pay for
+  the spelling of unknown tokens, so a word-level vocabulary cannot flatter itself;
+- next-token accuracy, with the share of unknown tokens beside it;
 and from greedy continuations of fixed held-out windows: BLEU-1..4 against the true
-continuation, generation latency per token (mean, std) and tokens/s.
+continuation, generation latency per token (mean, std) and tokens/s. At every validation, the
+model continues fixed prompts (`sample_prompts`), logged as a table.
 
 A plain-text file is one document, split contiguously (`text_splits`): the last 5% is the test
-part (the eval split), the 5% before it the validation part (scored during training).
+part (the eval split), the 5% before it the validation part (scored during training). On such a
+split the grid also reports the baselines a model must beat (`pipelines/baselines.py`).
 """
 from __future__ import annotations
 
-import math
-import statistics
-import time
-from dataclasses import dataclass
-
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.errors import PlatformError
-from pipelines.generation import generate_ids
 from pipelines.sources.datasets import PLAIN_TEXT_FIELD, Example, Splits, load_splits, locate, read_ref
 from pipelines.sources.models import load_lm
 from pipelines.tasks.base import Fitted, Predictions, Score
+from pipelines.tasks.lm_blocks import Block, pack, prompt_response, text_splits
+from pipelines.tasks.lm_scoring import continuation_scores, samples, teacher_forced, windows
 from pipelines.tasks.summarization import IGNORE_INDEX, collate, summary_loss, target_tokens
+from pipelines.tasks.tokenizer_stats import tokenizer_stats
 
-VALIDATION_SHARE = TEST_SHARE = 0.05
+SAMPLE_PROMPTS = ["En un lugar de la Mancha", "En el año 1492,", "Durante la Edad Media,"]
+PARAGRAPHS_FOR_STATISTICS = 2000
 
 
 class LanguageModelingSettings(BaseModel):
@@ -43,112 +44,10 @@ class LanguageModelingSettings(BaseModel):
     windows: int = Field(100, ge=1, description="held-out windows continued greedily for BLEU and latency")
     prompt_tokens: int = Field(64, ge=1, description="tokens of a window given as the prompt")
     continuation_tokens: int = Field(64, ge=1, description="tokens generated and compared with the true ones")
-
-
-def text_splits(text: str) -> tuple[str, str, str]:
-    """(train, validation, test) of one document: contiguous, the last 5% test, the 5% before it
-    validation. The Quijote split of every experiment on that book."""
-    test_start = round(len(text) * (1 - TEST_SHARE))
-    validation_start = round(len(text) * (1 - TEST_SHARE - VALIDATION_SHARE))
-    return text[:validation_start], text[validation_start:test_start], text[test_start:]
-
-
-@dataclass
-class Block:
-    input_ids: list[int]
-    labels: list[int]
-    scored_bytes: int  # UTF-8 bytes of the tokens the loss scores
-    scored_chars: int
-    truncated: bool = False
-
-    @property
-    def n_tokens(self) -> int:
-        return len(self.input_ids)
-
-
-def _scored_text(tokenizer, ids: list[int], labels: list[int]) -> str:
-    return tokenizer.decode([t for t, label in zip(ids[1:], labels[1:]) if label != IGNORE_INDEX])
-
-
-def pack(tokenizer, texts: list[str], block: int, source: str) -> list[Block]:
-    """Documents joined by the end-of-text token and cut into blocks of `block` tokens (the last
-    partial block is dropped)."""
-    stream: list[int] = []
-    for text in texts:
-        stream += tokenizer(text, add_special_tokens=False)["input_ids"]
-        if tokenizer.eos_token_id is not None:
-            stream.append(tokenizer.eos_token_id)
-    if len(stream) < block:
-        raise PlatformError(f"{source}: {len(stream)} tokens, fewer than one block of train.max_seq_len={block}")
-    blocks = []
-    for start in range(0, len(stream) - block + 1, block):
-        ids = stream[start : start + block]
-        scored = _scored_text(tokenizer, ids, ids)
-        blocks.append(Block(ids, list(ids), len(scored.encode("utf-8")), len(scored)))
-    return blocks
-
-
-def prompt_response(tokenizer, prompt: str, response: str, max_len: int) -> Block:
-    """One row: the prompt, then the response and the end token, the loss on the response only."""
-    head = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    tail = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    truncated = len(head) + len(tail) > max_len
-    ids = (head + tail)[:max_len]
-    labels = ([IGNORE_INDEX] * len(head) + tail)[:max_len]
-    scored = _scored_text(tokenizer, ids, labels)
-    return Block(ids, labels, len(scored.encode("utf-8")), len(scored), truncated)
-
-
-@torch.inference_mode()
-def teacher_forced(model, blocks: list[Block], batch_size: int, pad_id: int) -> dict[str, float]:
-    """Nats, accuracy and bytes over the scored tokens of `blocks`."""
-    model.eval()
-    device = next(model.parameters()).device
-    nats = correct = tokens = 0.0
-    for start in range(0, len(blocks), batch_size):
-        batch = {k: v.to(device) for k, v in collate(blocks[start : start + batch_size], pad_id).items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
-        target = batch["labels"][:, 1:]
-        keep = target != IGNORE_INDEX
-        nats += float(torch.nn.functional.cross_entropy(logits[keep], target[keep], reduction="sum"))
-        correct += float((logits[keep].argmax(-1) == target[keep]).sum())
-        tokens += float(keep.sum())
-    n_bytes, n_chars = sum(b.scored_bytes for b in blocks), sum(b.scored_chars for b in blocks)
-    return {"perplexity": math.exp(nats / max(tokens, 1)), "bits_per_byte": nats / (math.log(2) * max(n_bytes, 1)),
-            "bits_per_char": nats / (math.log(2) * max(n_chars, 1)), "token_accuracy": correct / max(tokens, 1),
-            "scored_tokens": tokens}
-
-
-def windows(blocks: list[Block], settings: LanguageModelingSettings) -> list[tuple[list[int], list[int]]]:
-    """Fixed (prompt, true continuation) windows spread evenly over the held-out token stream."""
-    stream = [t for b in blocks for t in b.input_ids]
-    span = settings.prompt_tokens + settings.continuation_tokens
-    count = min(settings.windows, len(stream) // span)
-    stride = len(stream) // max(count, 1)
-    picked = [stream[i * stride : i * stride + span] for i in range(count)]
-    return [(w[: settings.prompt_tokens], w[settings.prompt_tokens :]) for w in picked]
-
-
-def continuation_scores(model, tokenizer, pairs, batch_size: int) -> tuple[list[str], list[str], dict[str, float]]:
-    """Greedy continuations of `pairs`, BLEU-1..4 against the true ones, latency per token."""
-    import sacrebleu
-
-    generated, per_token, started = [], [], time.perf_counter()
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start : start + batch_size]
-        began = time.perf_counter()
-        out = generate_ids(model, tokenizer, [p for p, _ in chunk], len(chunk[0][1]), batch_size)
-        per_token.append((time.perf_counter() - began) / max(1, max(len(o) for o in out)))
-        generated += out
-    elapsed = time.perf_counter() - started
-    hypotheses = [tokenizer.decode(ids) for ids in generated]
-    references = [tokenizer.decode(truth) for _, truth in pairs]
-    scores = {f"bleu_{n}": sacrebleu.metrics.BLEU(max_ngram_order=n).corpus_score(hypotheses, [references]).score
-              for n in range(1, 5)}
-    scores.update(generation_ms_per_token=1000 * statistics.mean(per_token),
-                  generation_ms_per_token_std=1000 * (statistics.stdev(per_token) if len(per_token) > 1 else 0.0),
-                  generation_tokens_per_s=sum(map(len, generated)) / max(elapsed, 1e-9))
-    return hypotheses, references, scores
+    sample_prompts: list[str] = Field(
+        default_factory=lambda: list(SAMPLE_PROMPTS),
+        description="prompts the model continues greedily at every validation, logged as a table (none: [])")
+    sample_tokens: int = Field(48, ge=1, description="tokens generated per sample prompt")
 
 
 class LanguageModelingTask:
@@ -180,7 +79,7 @@ class LanguageModelingTask:
             return load_splits(dataset.model_copy(update=fields), spec.seed)
         rows, source = read_ref(dataset.train, f"dataset '{dataset.name}' train")
         train, validation, test = text_splits(rows[0][PLAIN_TEXT_FIELD])
-        part = lambda text, row: [Example(text=text, references=("",), row=row)]  # noqa: E731
+        part = lambda text, row: [Example(text=text, references=("",), row=row)]
         return Splits(part(train, 1), part(test, 3), validation=part(validation, 2),
                       sources={"train": f"{source} (first 90%)", "validation": f"{source} (5% before the test part)",
                                "eval": f"{source} (last 5%: the test part)"})
@@ -188,22 +87,49 @@ class LanguageModelingTask:
     def describe_splits(self, splits: Splits) -> str:
         return f", {sum(len(ex.text) for ex in splits.train):,} train characters"
 
-    def load(self, source: str, splits: Splits, spec, device, load_kwargs: dict) -> Fitted:
-        model, tokenizer, _ = load_lm(source, device=device, **load_kwargs)
+    def reference_scores(self, splits: Splits) -> dict[str, dict[str, float]]:
+        """The baselines in bits per character on the test part, for a book split in parts (rows
+        are no one text, and have none)."""
+        if splits.validation is None or len(splits.train) != 1 or len(splits.eval) != 1:
+            return {}
+        from pipelines.baselines import reference_bits_per_char
+
+        figures = reference_bits_per_char(splits.train[0].text, splits.eval[0].text)
+        return {name: {"bits_per_char": value} for name, value in figures.items()}
+
+    def load(self, model_src, splits: Splits, spec, device, load_kwargs: dict) -> Fitted:
+        unknown_cost, logged = None, {}
+        if model_src.scratch is not None:  # built from its config, its tokenizer trained on the train part
+            from pipelines.sources.scratch import build_scratch_lm, tokenizer_logged
+
+            model, tokenizer, trained = build_scratch_lm(model_src.scratch, [ex.text for ex in splits.train],
+                                                         seed=spec.seed, device=device)
+            unknown_cost = trained.spelling.nats if trained.spelling is not None else None
+            logged = tokenizer_logged(trained.record)
+        else:
+            model, tokenizer, _ = load_lm(model_src.source, device=device, **load_kwargs)
         # Which file a part came from, for the error of a part shorter than one block.
         parts = {id(splits.train): "train", id(splits.eval): "eval", id(splits.validation): "validation"}
         named = {key: splits.sources.get(split, split) for key, split in parts.items()}
-        return Fitted(model, tokenizer, spec.train.max_seq_len, {"settings": spec.language_modeling, "named": named})
+        context = {"settings": spec.language_modeling, "named": named, "unknown_cost": unknown_cost,
+                   "splits": splits, "train_ids": id(splits.train), "batch_size": spec.train.batch_size}
+        return Fitted(model, tokenizer, spec.train.max_seq_len, context, logged=logged)
 
     def train_statistics(self, fitted: Fitted, examples: list[Example]) -> dict[str, float]:
-        return {}
+        """How the tokenizer cuts the train part, paragraph by paragraph (a sample of them)."""
+        paragraphs = [p for ex in examples for p in ex.text.split("\n\n") if p.strip()][:PARAGRAPHS_FOR_STATISTICS]
+        stats = tokenizer_stats(fitted.tokenizer, paragraphs)
+        return {"tokens_per_paragraph" if k == "tokens_per_example" else k: v for k, v in stats.items()}
 
     def encode(self, fitted: Fitted, spec, examples: list[Example]) -> list[Block]:
         settings: LanguageModelingSettings = fitted.context["settings"]
         if settings.response_field:
             return [prompt_response(fitted.tokenizer, ex.text, ex.references[0], fitted.max_len) for ex in examples]
         source = fitted.context["named"].get(id(examples), f"{len(examples)} held-out document(s)")
-        return pack(fitted.tokenizer, [ex.text for ex in examples], fitted.max_len, source)
+        training = id(examples) == fitted.context["train_ids"]
+        return pack(fitted.tokenizer, [ex.text for ex in examples], fitted.max_len, source,
+                    min_blocks=fitted.context["batch_size"] if training else 1,
+                    unknown_cost=fitted.context["unknown_cost"])
 
     collate = staticmethod(collate)
     loss = staticmethod(summary_loss)  # causal cross-entropy at the scored positions only
@@ -215,23 +141,41 @@ class LanguageModelingTask:
 
     def predict(self, fitted: Fitted, spec, examples: list[Example], progress=None,
                 validating: bool = False) -> Predictions:
+        settings: LanguageModelingSettings = fitted.context["settings"]
         blocks = self.encode(fitted, spec, examples)
-        scalars = teacher_forced(fitted.model, blocks, spec.eval.scoring_batch(spec.generation),
-                                 fitted.tokenizer.pad_token_id)
+        batch = spec.eval.scoring_batch(spec.generation)
+        scalars = teacher_forced(fitted.model, blocks, batch, fitted.tokenizer.pad_token_id)
         if validating:
-            return Predictions([], scalars=scalars)
-        pairs = windows(blocks, fitted.context["settings"])
+            written = samples(fitted.model, fitted.tokenizer, settings.sample_prompts, settings.sample_tokens)
+            return Predictions(written, {"prompt": list(settings.sample_prompts)}, scalars=scalars)
+        scalars.update(self._other_parts(fitted, spec, blocks, batch))
+        pairs = windows(blocks, settings)
         hypotheses, references, generation = continuation_scores(fitted.model, fitted.tokenizer, pairs,
                                                                  spec.generation.batch_size)
         prompts = [fitted.tokenizer.decode(p) for p, _ in pairs]
         return Predictions(hypotheses, {"prompt": prompts, "reference": references}, {**scalars, **generation})
 
+    def _other_parts(self, fitted: Fitted, spec, test_blocks: list[Block], batch: int) -> dict[str, float]:
+        """Perplexity and bits per character of the validation part and of as much training text
+        as the test part holds (evenly spaced blocks): far below the test part's, memorised."""
+        splits: Splits = fitted.context["splits"]
+        parts = {"train": self.encode(fitted, spec, splits.train)}
+        parts["train"] = parts["train"][:: max(1, len(parts["train"]) // max(1, len(test_blocks)))][: len(test_blocks)]
+        if splits.validation:
+            parts["validation"] = self.encode(fitted, spec, splits.validation)
+        out = {}
+        for part, blocks in parts.items():
+            figures = teacher_forced(fitted.model, blocks, batch, fitted.tokenizer.pad_token_id)
+            out.update({f"{part}_{k}": figures[k] for k in ("perplexity", "bits_per_char", "bits_per_byte",
+                                                           "token_accuracy")})
+        return out
+
     def score(self, fitted: Fitted, predictions: Predictions, examples: list[Example]) -> dict[str, float]:
-        keep = ("perplexity", "bits_per_byte", "bits_per_char", "token_accuracy")
+        keep = ("perplexity", "bits_per_byte", "bits_per_char", "token_accuracy", "unknown_token_share")
         return {k: v for k, v in predictions.scalars.items() if k in keep}
 
     def prediction_table(self, examples: list[Example], predictions: Predictions) -> dict[str, list]:
-        return {"prompt": predictions.extras.get("prompt", []), "reference": predictions.extras.get("reference", []),
+        return {**{k: v for k, v in predictions.extras.items() if k in ("prompt", "reference")},
                 "continuation": predictions.outputs}
 
     def figures(self, fitted: Fitted, predictions: Predictions, examples: list[Example]) -> dict:

@@ -12,7 +12,7 @@ from pipelines.generation import generate_ids
 from pipelines.metrics import summarization_scores
 from pipelines.sources.datasets import Example, Splits, load_splits
 from pipelines.sources.models import is_seq2seq, load_lm
-from pipelines.tasks.base import Fitted, Predictions, Score
+from pipelines.tasks.base import Fitted, Predictions, Score, pretrained_only
 
 IGNORE_INDEX = -100
 
@@ -182,7 +182,7 @@ class SummarizationTask:
     target_is_label = False
 
     def check_spec(self, spec) -> None:
-        return None
+        pretrained_only(spec, self.name)
 
     def load_splits(self, dataset, spec) -> Splits:
         return load_splits(dataset, spec.seed)
@@ -190,11 +190,14 @@ class SummarizationTask:
     def describe_splits(self, splits: Splits) -> str:
         return ""
 
+    def reference_scores(self, splits: Splits) -> dict[str, dict[str, float]]:
+        return {}
+
     def train_statistics(self, fitted: Fitted, examples: list[Example]) -> dict[str, float]:
         return {}
 
-    def load(self, source: str, splits: Splits, spec, device, load_kwargs: dict) -> Fitted:
-        model, tokenizer, _ = load_lm(source, device=device, **load_kwargs)
+    def load(self, model_src, splits: Splits, spec, device, load_kwargs: dict) -> Fitted:
+        model, tokenizer, _ = load_lm(model_src.source, device=device, **load_kwargs)
         return Fitted(model, tokenizer, spec.train.max_seq_len)
 
     def encode(self, fitted: Fitted, spec, examples: list[Example]) -> list[Encoded]:

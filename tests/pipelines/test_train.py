@@ -76,7 +76,7 @@ def test_validation_logs_step_metrics_stops_early_and_keeps_the_best_weights(tin
     scripted = iter([0.10, 0.30, 0.20, 0.25, 0.90])  # best at the 2nd validation, then two without gain
     seen = {}
 
-    def validate(m):
+    def validate(m, at_step):
         step = len(seen) + 1
         seen[step * 2] = {n: p.detach().clone() for n, p in m.named_parameters()}
         return {"rougeL": next(scripted), "bleu": 1.0}
@@ -112,7 +112,7 @@ def test_on_validation_hears_every_validation_and_can_stop_training(tiny_lm_dir)
     with pytest.raises(Stop):
         train(model, encoded(tokenizer), settings, collate=collate, loss=summary_loss, learning_rate=1e-3, weight_decay=0.0, seed=0,
               pad_id=tokenizer.pad_token_id, device=torch.device("cpu"),
-              validate=lambda m: {"rougeL": next(scores)}, on_validation=on_validation)
+              validate=lambda m, step: {"rougeL": next(scores)}, on_validation=on_validation)
     assert heard == [(2, 0.1), (4, 0.2)]
 
 

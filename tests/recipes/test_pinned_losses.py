@@ -42,7 +42,7 @@ from pipelines.config import GenerationSettings, TrainSettings
 from pipelines.methods import FullMethod, LoraMethod
 from pipelines.runtime import autocast_dtype, pick_device
 from pipelines.sources.models import load_lm
-from pipelines.tasks.language_modeling import pack
+from pipelines.tasks.lm_blocks import pack
 from pipelines.tasks.summarization import collate, encode_for_training, summary_loss
 from pipelines.train import train
 from pipelines.train_setup import prepared_for_training

@@ -14,7 +14,8 @@ from pipelines.config import load_spec
 from pipelines.errors import PlatformError
 from pipelines.sources.datasets import read_rows
 from pipelines.tasks import get_task
-from pipelines.tasks.language_modeling import pack, prompt_response, teacher_forced, text_splits
+from pipelines.tasks.lm_blocks import pack, prompt_response, text_splits
+from pipelines.tasks.lm_scoring import teacher_forced
 from pipelines.tasks.summarization import IGNORE_INDEX
 from tests.conftest import DIALOGUES, write_jsonl
 
@@ -32,13 +33,18 @@ def test_packing_cuts_fixed_blocks_and_counts_the_bytes_it_scores(tiny_lm_plain_
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_lm_plain_dir)
-    blocks = pack(tokenizer, ["Ñandú comió pan. " * 20], 16, "book.txt")
+    text = "Ñandú comió pan. " * 20
+    blocks = pack(tokenizer, [text], 16, "book.txt")
     assert blocks and all(len(b.input_ids) == 16 and b.labels == b.input_ids for b in blocks)
     first = blocks[0]
-    scored = tokenizer.decode(first.input_ids[1:])  # the first token is predicted by nothing
+    # The text from the end of the first token (predicted by nothing) to the end of the 16th: a
+    # character split over two byte tokens counts once, not as two replacement characters.
+    ends = [end for _, end in tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]]
+    scored = text[ends[0] : ends[15]]
     assert (first.scored_bytes, first.scored_chars) == (len(scored.encode("utf-8")), len(scored))
+    assert sum(b.scored_chars for b in blocks) <= len(text) - len(blocks)
     assert first.scored_bytes > first.scored_chars  # ñ, ú, ó take two bytes each
-    with pytest.raises(PlatformError, match="^book.txt: [0-9]+ tokens, fewer than one block of train.max_seq_len=4096$"):
+    with pytest.raises(PlatformError, match=r"^book.txt: [0-9]+ tokens make 0 block\(s\) of train.max_seq_len=4096, fewer than one block$"):
         pack(tokenizer, ["short"], 4096, "book.txt")
 
 

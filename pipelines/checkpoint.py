@@ -1,0 +1,206 @@
+"""Mid-training checkpoints of the training loop, and exact resume from them.
+
+A checkpoint holds everything the next optimizer step depends on, so that a run killed at any
+point and resumed computes the same per-step losses as one that was never interrupted:
+- the trainable weights only (a PEFT method's adapter; a frozen base is reloaded from its source);
+- the optimizer's state; the step, of which the learning-rate schedule is a function;
+- the RNG states (dropout), and the data position: the micro-batches consumed, since the batch
+  order is a function of the seed alone;
+- the loop's counters, the training seconds already spent against the time budget, and the best
+  validation so far with its weights;
+- the metrics logged since the previous checkpoint (the `Journal`), which reach MLflow only once
+  the checkpoint that covers them is on disk: a resumed run shows one value per step.
+
+Written atomically: `torch.save` to a temporary file in the same folder, fsync, `os.replace`.
+The newest `keep` files are kept; older ones are deleted only after the new one is complete, so
+a full disk or a kill while saving leaves the previous checkpoint intact (a leftover temporary
+file is ignored). A complete file that does not load is refused with its path: a run is never
+silently restarted from zero.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipelines.errors import PlatformError, first_line
+
+_FILE = re.compile(r"step-(\d+)\.pt")
+FORMAT = 1
+
+
+class Journal:
+    """Metrics and tables of a run, held back until a checkpoint covers them when `deferred`
+    (else passed straight on). Entries are plain data, so a checkpoint can carry them."""
+
+    def __init__(self, log_metrics: Callable[[dict, int], None], log_table: Callable[[dict, str], None],
+                 deferred: bool):
+        self._sinks = {"metrics": log_metrics, "table": log_table}
+        self.deferred = deferred
+        self.pending: list[tuple[str, Any, Any]] = []
+
+    def metrics(self, metrics: dict, step: int) -> None:
+        self._add(("metrics", {k: float(v) for k, v in metrics.items()}, step))
+
+    def table(self, data: dict[str, list], artifact_file: str) -> None:
+        self._add(("table", data, artifact_file))
+
+    def _add(self, entry) -> None:
+        if self.deferred:
+            self.pending.append(entry)
+        else:
+            self.replay([entry])
+
+    def replay(self, entries) -> None:
+        for kind, payload, where in entries:
+            self._sinks[kind](payload, where)
+
+    def flush(self) -> None:
+        entries, self.pending = self.pending, []
+        self.replay(entries)
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state["numpy"] = (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached)
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def loop_state(step: int, named, optimizer, meter, best) -> dict:
+    """What a checkpoint holds: the loop's `named` trainable parameters, its optimizer, its meter
+    (counters, training time) and its best validation (`state()` of each), the RNG states."""
+    return {"step": step, "weights": {name: p.detach() for name, p in named}, "optimizer": optimizer.state_dict(),
+            "rng": rng_state(), "meter": meter.state(), "best": best.state()}
+
+
+@torch.no_grad()
+def restore_loop(state: dict, named, optimizer, meter, best) -> int:
+    """Put a checkpoint's state back; returns the number of steps already done."""
+    saved = state["weights"]
+    missing = [name for name, _ in named if name not in saved]
+    if missing:
+        raise ValueError(f"the checkpoint lacks trainable weights {missing[:3]} (another method or model?)")
+    for name, param in named:
+        param.copy_(saved[name])
+    optimizer.load_state_dict(state["optimizer"])
+    meter.load_state(state["meter"])
+    best.load_state(state["best"])
+    set_rng_state(state["rng"])
+    return state["step"]
+
+
+def differing_field(saved: dict, current: dict) -> str | None:
+    """The first setting that differs between two fingerprints, described; None when equal."""
+    for key in sorted(set(saved) | set(current)):
+        if saved.get(key, "<absent>") != current.get(key, "<absent>"):
+            return f"{key} was {saved.get(key, '<absent>')!r}, is now {current.get(key, '<absent>')!r}"
+    return None
+
+
+class Checkpointer:
+    """The checkpoints of one training run in `directory`, every `every_seconds` of training.
+
+    `fingerprint` is what shaped the run (a flat dict of settings); resuming from a checkpoint
+    written under another one refuses, naming the differing field. `journal` is flushed after
+    each save; `run_id` (the MLflow run being trained) is kept beside the files so a restarted
+    grid continues that same run."""
+
+    def __init__(self, directory: Path, every_seconds: float | None, fingerprint: dict, journal: Journal,
+                 keep: int = 2, run_id: str | None = None):
+        self.directory, self.every_seconds, self.fingerprint = Path(directory), every_seconds, fingerprint
+        self.journal, self.keep, self.run_id = journal, keep, run_id
+        self.last_saved = time.monotonic()
+        self.saves, self.save_seconds = 0, 0.0
+
+    def due(self) -> bool:
+        return self.every_seconds is not None and time.monotonic() - self.last_saved >= self.every_seconds
+
+    def files(self) -> list[Path]:
+        found = [p for p in self.directory.glob("step-*.pt") if _FILE.fullmatch(p.name)]
+        return sorted(found, key=lambda p: int(_FILE.fullmatch(p.name).group(1)))
+
+    def saved_run_id(self) -> str | None:
+        """The MLflow run the newest checkpoint belongs to (None when there is none)."""
+        marker = self.directory / "run.json"
+        if not self.files() or not marker.is_file():
+            return None
+        return json.loads(marker.read_text()).get("run_id")
+
+    def latest(self) -> dict | None:
+        """The newest complete checkpoint's state, checked against this run's fingerprint, with
+        the metrics it held replayed if they had not reached the tracking store; None if none."""
+        files = self.files()
+        if not files:
+            return None
+        path = files[-1]
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            if payload.get("format") != FORMAT:
+                raise ValueError(f"format {payload.get('format')!r}, expected {FORMAT}")
+        except Exception as exc:  # a truncated zip, a foreign file, a pickle: all refused the same way
+            raise PlatformError(f"checkpoint {path} is corrupt or truncated ({first_line(exc)}); delete it to "
+                                "resume from the one before, or restart the cell (--restart)") from None
+        differs = differing_field(payload["fingerprint"], self.fingerprint)
+        if differs:
+            raise PlatformError(f"checkpoint {path} was written under another config: {differs} "
+                                "(restart the cell with --restart, or put the setting back)")
+        logged = path.with_suffix(".logged")
+        if not logged.exists():  # killed between the save and the flush: log what the file holds
+            self.journal.replay(payload["pending"])
+            logged.touch()
+        return payload["state"]
+
+    def save(self, step: int, state: dict) -> Path:
+        started = time.perf_counter()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"step-{step:08d}.pt"
+        staging = self.directory / f".{path.name}.tmp"
+        payload = {"format": FORMAT, "fingerprint": self.fingerprint, "state": state, "pending": self.journal.pending}
+        try:
+            with open(staging, "wb") as handle:
+                torch.save(payload, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(staging, path)
+            if self.run_id:
+                (self.directory / "run.json").write_text(json.dumps({"run_id": self.run_id}))
+        except OSError as exc:
+            staging.unlink(missing_ok=True)
+            raise PlatformError(f"cannot write checkpoint {path}: {exc.strerror or first_line(exc)} "
+                                "(the previous checkpoint is kept)") from None
+        self.journal.flush()
+        path.with_suffix(".logged").touch()
+        for old in self.files()[: -self.keep]:
+            old.unlink(missing_ok=True)
+            old.with_suffix(".logged").unlink(missing_ok=True)
+        self.last_saved = time.monotonic()
+        self.saves += 1
+        self.save_seconds += time.perf_counter() - started
+        print(f"  checkpoint {path.name} ({path.stat().st_size / 2**20:.1f} MB, "
+              f"{time.perf_counter() - started:.1f} s)", flush=True)
+        return path
+
+    def clear(self) -> None:
+        """Remove every checkpoint: the run they belong to finished."""
+        shutil.rmtree(self.directory, ignore_errors=True)

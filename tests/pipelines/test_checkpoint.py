@@ -1,0 +1,96 @@
+"""The loop's checkpoints: an interrupted run resumed from its newest checkpoint computes and logs
+what the uninterrupted run did, one value per step; bad checkpoints refuse with their path."""
+import pytest
+import torch
+
+from pipelines.checkpoint import Checkpointer, Journal
+from pipelines.config import TrainSettings
+from pipelines.errors import PlatformError
+from pipelines.methods import FullMethod, LoraMethod
+from pipelines.sources.models import load_lm
+from pipelines.tasks.summarization import collate, summary_loss
+from pipelines.train import train
+from tests.pipelines.test_train import encoded
+
+FINGERPRINT = {"train.batch_size": 2, "method.name": "lora"}
+
+
+class Killed(Exception):
+    """Stands for the process dying at a step; the real SIGKILL is tests/recipes/test_resume.py."""
+
+
+def run(model_dir, method, directory, kill_at=None, fingerprint=FINGERPRINT, steps=9):
+    torch.manual_seed(0)
+    model, tokenizer, _ = load_lm(str(model_dir))
+    model = method.apply(model)
+    logged = []
+
+    def log_metrics(metrics, step):
+        logged.append((step, metrics["train_loss"]))
+
+    journal = Journal(log_metrics, lambda data, name: None, deferred=directory is not None)
+
+    def log(metrics, step):
+        if step == kill_at:
+            raise Killed
+        journal.metrics(metrics, step)
+
+    checkpoints = Checkpointer(directory, 0.0, fingerprint, journal) if directory else None
+    settings = TrainSettings(max_steps=steps, batch_size=2, grad_accum=2, log_every=1, warmup_ratio=0.2)
+    try:
+        train(model, encoded(tokenizer), settings, collate=collate, loss=summary_loss, learning_rate=method.learning_rate,
+              weight_decay=0.01, seed=3, pad_id=tokenizer.pad_token_id, device=torch.device("cpu"), log=log,
+              checkpoints=checkpoints)
+    except Killed:
+        return logged, None
+    journal.flush()
+    return logged, model
+
+
+@pytest.mark.parametrize("method", [FullMethod(learning_rate=1e-3), LoraMethod(r=4, alpha=8, dropout=0.1)],
+                         ids=["full", "lora-with-dropout"])
+def test_a_run_resumed_after_a_kill_logs_the_uninterrupted_losses_once_per_step(tiny_lm_dir, tmp_path, method):
+    reference, ref_model = run(tiny_lm_dir, method, None)
+    before, _ = run(tiny_lm_dir, method, tmp_path / "ckpt", kill_at=6)
+    assert [s for s, _ in before] == [1, 2, 3, 4, 5]  # each step checkpointed, then logged
+    after, model = run(tiny_lm_dir, method, tmp_path / "ckpt")
+    resumed = before + after
+    assert [s for s, _ in resumed] == list(range(1, 10))
+    torch.testing.assert_close(torch.tensor([v for _, v in resumed]), torch.tensor([v for _, v in reference]),
+                               rtol=0, atol=1e-6)
+    for (name, a), (_, b) in zip(model.named_parameters(), ref_model.named_parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+    assert len(list((tmp_path / "ckpt").glob("step-*.pt"))) == 2  # only the newest two are kept
+
+
+def test_resuming_under_another_config_names_the_differing_field(tiny_lm_dir, tmp_path):
+    run(tiny_lm_dir, FullMethod(learning_rate=1e-3), tmp_path / "c", kill_at=3)
+    with pytest.raises(PlatformError, match=r"train.batch_size was 2, is now 4"):
+        run(tiny_lm_dir, FullMethod(learning_rate=1e-3), tmp_path / "c", fingerprint={**FINGERPRINT, "train.batch_size": 4})
+
+
+def test_a_truncated_checkpoint_refuses_with_its_path_and_a_half_written_one_is_ignored(tiny_lm_dir, tmp_path):
+    directory = tmp_path / "c"
+    run(tiny_lm_dir, FullMethod(learning_rate=1e-3), directory, kill_at=4)
+    newest = sorted(directory.glob("step-*.pt"))[-1]
+    (directory / ".step-00000004.pt.tmp").write_bytes(newest.read_bytes()[:100])  # killed while saving step 4
+    journal = Journal(lambda m, s: None, lambda d, n: None, deferred=True)
+    assert Checkpointer(directory, 0.0, FINGERPRINT, journal).latest()["step"] == 3
+    newest.write_bytes(newest.read_bytes()[:1000])
+    with pytest.raises(PlatformError, match=rf"checkpoint {newest} is corrupt or truncated"):
+        Checkpointer(directory, 0.0, FINGERPRINT, journal).latest()
+
+
+def test_a_full_disk_fails_the_save_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    journal = Journal(lambda m, s: None, lambda d, n: None, deferred=True)
+    checkpoints = Checkpointer(tmp_path, 0.0, FINGERPRINT, journal)
+    checkpoints.save(1, {"step": 1})
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", no_space)
+    with pytest.raises(PlatformError, match="cannot write checkpoint .*step-00000002.pt: No space left on device"):
+        checkpoints.save(2, {"step": 2})
+    assert [p.name for p in checkpoints.files()] == ["step-00000001.pt"]
+    assert not list(tmp_path.glob(".*.tmp"))

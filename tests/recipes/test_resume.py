@@ -1,0 +1,92 @@
+"""Exact resume with a real kill: a from-scratch GPT grid is SIGKILLed at a random step, run again,
+and must end with the per-step losses of an uninterrupted run (to 1e-6 on CPU), one value per
+step, in the same MLflow run."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from tests.pipelines.tasks.test_language_modeling import TEXT
+
+STEPS = 30
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def scratch_spec(tmp_path: Path, name: str) -> Path:
+    book = tmp_path / "book.txt"
+    book.write_text(TEXT * 2)
+    spec = {
+        "name": name, "task": "language_modeling", "seed": 7,
+        "models": [{"name": "gpt", "source": "scratch", "scratch": {
+            "layers": 2, "heads": 2, "width": 32, "context_length": 32, "dropout": 0.1,
+            "tokenizer": {"kind": "char", "vocab_size": 80}}}],
+        "datasets": [{"name": "book", "train": {"local": str(book)}}],
+        "methods": [{"name": "full", "learning_rate": 3e-3, "weight_decay": 0.1}],
+        "train": {"max_steps": STEPS, "batch_size": 4, "max_seq_len": 32, "log_every": 1, "warmup_ratio": 0.1,
+                  "label_smoothing": 0.1, "checkpoint_every_minutes": 1e-6, "checkpoint_dir": str(tmp_path / "ckpt")},
+        "language_modeling": {"windows": 2, "prompt_tokens": 8, "continuation_tokens": 8, "sample_prompts": []},
+        "registry": {"promote": False},
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def start(spec: Path, uri: str) -> subprocess.Popen:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "pipelines.compare", str(spec)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def losses(client: MlflowClient, run_id: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, "train_loss"))
+
+
+def cell_runs(client: MlflowClient, experiment_id: str) -> list:
+    return [r for r in client.search_runs([experiment_id]) if "mlflow.parentRunId" in r.data.tags]
+
+
+@pytest.mark.slow
+def test_a_scratch_gpt_killed_at_a_random_step_resumes_to_the_uninterrupted_losses(tmp_path, tracking):
+    client = MlflowClient()
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    assert start(scratch_spec(reference, "uninterrupted"), tracking).wait(timeout=300) == 0
+    expected = losses(client, cell_runs(client, "0")[0].info.run_id)
+    assert [s for s, _ in expected] == list(range(1, STEPS + 1))
+
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    spec = scratch_spec(killed, "killed")
+    kill_at = random.Random().randint(3, STEPS - 5)
+    process = start(spec, tracking)
+    for line in process.stdout:  # the loop prints "  step N/30 ..." once per step
+        if line.strip().startswith(f"step {kill_at}/"):
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, f"the run ended before step {kill_at}"
+    assert list((killed / "ckpt").rglob("step-*.pt")), "no checkpoint was written before the kill"
+
+    resumed = start(spec, tracking)
+    output = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, output
+    assert "continuing run" in output and "resumed at step" in output
+    runs = [r for r in cell_runs(client, "0") if r.data.tags.get("mlflow.runName") == "gpt/full/book"]
+    killed_runs = [r for r in runs if r.data.params.get("name") == "killed"]
+    assert len(killed_runs) == 1, "the resumed cell must continue the killed run, not open another"
+    run = killed_runs[0]
+    assert run.info.status == "FINISHED"
+    got = losses(client, run.info.run_id)
+    assert [s for s, _ in got] == list(range(1, STEPS + 1)), "one value per step, none twice, none lost"
+    for (step, value), (_, want) in zip(got, expected):
+        assert abs(value - want) <= 1e-6, (step, value, want)
+    assert not (killed / "ckpt").exists() or not list((killed / "ckpt").rglob("step-*.pt"))
