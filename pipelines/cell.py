@@ -134,7 +134,7 @@ def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, p
 
     try:
         print(f"\n[{position}] {label}", flush=True)
-        mlflow.log_params(params)
+        _log_params(params)
         mlflow.set_tags({"model": model_src.name, "dataset": dataset.name, "method": method.name, "cell_key": key,
                          **data_tags(dataset, splits)})
         if dataset.instruction:  # the dataset's own wording, for training, evaluation and serving alike
@@ -254,12 +254,25 @@ def _fit(task, spec, model_src, method, splits: Splits, eval_examples, device, j
     return fitted, scalars
 
 
+def _log_params(params: dict) -> None:
+    """Log params; in a run continued from a checkpoint, only the new ones: MLflow params cannot
+    change, and what may differ on resume (a longer `train.max_minutes`, a tokenizer now read from
+    its cache) is tagged `resumed_with.<param>` instead."""
+    logged = mlflow.get_run(mlflow.active_run().info.run_id).data.params
+    changed = {k: str(v) for k, v in params.items() if k in logged and logged[k] != str(v)}
+    fresh = {k: v for k, v in params.items() if k not in logged}
+    if fresh:
+        mlflow.log_params(fresh)
+    if changed:
+        mlflow.set_tags({f"resumed_with.{k}": v for k, v in changed.items()})
+
+
 def _log_setup(logged: dict) -> None:
     """What the task's set-up asks to keep with the run (a trained tokenizer: its cache key, its files)."""
     artifacts = logged.get("artifacts", {})
     params = {k: v for k, v in logged.items() if k != "artifacts"}
     if params:
-        mlflow.log_params(params)
+        _log_params(params)
     for artifact_path, folder in artifacts.items():
         mlflow.log_artifacts(folder, artifact_path)
 

@@ -1,5 +1,7 @@
 """Resuming a half-finished grid: a cell that already FINISHED under a parent run that did not
-(killed, failed, or still marked running after a crash) is reused instead of trained again.
+(killed, failed, or still marked running after a crash), nor did any grid that resumed it, is
+reused instead of trained again. The cell that was training resumes from its checkpoint
+(`pipelines/checkpoint.py`, through `pipelines/cell.py`).
 
 A cell is identified by a hash of every spec field that shaped it plus a fingerprint of its
 data, so a changed hyperparameter or an edited data file runs the cell afresh.
@@ -51,10 +53,22 @@ def reusable_cells(keys: set[str]) -> dict[str, mlflow.entities.Run]:
         key, parent_id = run.data.tags.get("cell_key"), run.data.tags.get("mlflow.parentRunId")
         if key not in keys or key in found or not parent_id or "model_uri" not in run.data.tags:
             continue
-        parent = parents.get(parent_id) or parents.setdefault(parent_id, client.get_run(parent_id))
-        if parent.info.status != "FINISHED" and RESUMED_BY not in parent.data.tags:
+        if _grid_unfinished(client, parent_id, parents):
             found[key] = run
     return found
+
+
+def _grid_unfinished(client, parent_id: str, parents: dict) -> bool:
+    """Whether the grid of `parent_id` never finished: neither it nor any grid that resumed it
+    (a grid killed twice resumes the first one's cells through the second)."""
+    seen = set()
+    while parent_id and parent_id not in seen:
+        seen.add(parent_id)
+        parent = parents.get(parent_id) or parents.setdefault(parent_id, client.get_run(parent_id))
+        if parent.info.status == "FINISHED":
+            return False
+        parent_id = parent.data.tags.get(RESUMED_BY)
+    return True
 
 
 def mark_resumed(runs, by_run_id: str) -> None:

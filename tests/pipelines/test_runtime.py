@@ -38,10 +38,12 @@ def test_a_worker_started_by_a_multi_worker_server_without_the_env_var_warns(fou
     assert "MLFLOW_MODELS_WORKERS is not set" in caplog.text
 
 
-def test_amx_is_detected_but_auto_precision_stays_float32_on_cpu_until_bf16_quality_is_measured(monkeypatch):
+def test_bf16_hardware_is_detected_but_auto_precision_stays_float32_on_cpu(monkeypatch):
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": True, "avx512_bf16": True})
     assert cpu_has_fast_bf16() and autocast_dtype("auto", CPU) is None
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": False, "avx512_bf16": True})
+    assert cpu_has_fast_bf16() and autocast_dtype("auto", CPU) is None  # Zen 4: 1.5x float32 measured
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": False, "avx512_bf16": False})
     assert not cpu_has_fast_bf16() and autocast_dtype("auto", CPU) is None
 
 

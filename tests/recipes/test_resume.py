@@ -90,3 +90,76 @@ def test_a_scratch_gpt_killed_at_a_random_step_resumes_to_the_uninterrupted_loss
     for (step, value), (_, want) in zip(got, expected):
         assert abs(value - want) <= 1e-6, (step, value, want)
     assert not (killed / "ckpt").exists() or not list((killed / "ckpt").rglob("step-*.pt"))
+
+
+EVERY_METHOD = [{"name": "full", "learning_rate": 1e-3}, {"name": "lora", "r": 2, "dropout": 0.1},
+                {"name": "dora", "r": 2}, {"name": "qlora", "r": 2}, {"name": "ia3"},
+                {"name": "prefix", "num_virtual_tokens": 4}, {"name": "prompt", "num_virtual_tokens": 4}]
+METHOD_STEPS = 10
+
+
+def grid_spec(tmp_path: Path, name: str, base: dict) -> Path:
+    spec = {**base, "name": name}
+    spec["train"] = {**base["train"], "max_steps": METHOD_STEPS, "log_every": 1, "checkpoint_every_minutes": 1e-6,
+                     "checkpoint_dir": str(tmp_path / f"ckpt-{name}")}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def kill_in_every_cell(spec: Path, uri: str, labels: list[str]) -> None:
+    """Run the grid, SIGKILL it at a random step of cell 1, run it again (it resumes cell 1), kill
+    it in cell 2, ... and finally let it finish."""
+    rng = random.Random()
+    for position, label in enumerate(labels, start=1):
+        kill_at, in_cell = rng.randint(2, METHOD_STEPS - 2), False
+        process = start(spec, uri)
+        for line in process.stdout:
+            in_cell = in_cell or line.startswith(f"[{position}/{len(labels)}] {label}")
+            if in_cell and line.strip().startswith(f"step {kill_at}/"):
+                process.send_signal(signal.SIGKILL)
+                break
+        process.wait(timeout=120)
+        assert process.returncode == -signal.SIGKILL, f"{label} ended before step {kill_at}"
+    finished = start(spec, uri)
+    output = finished.communicate(timeout=300)[0]
+    assert finished.returncode == 0, output
+
+
+def per_method_losses(client: MlflowClient, grid_name: str) -> dict[str, list[tuple[int, float]]]:
+    runs = [r for r in cell_runs(client, "0") if r.data.params.get("name") == grid_name]
+    methods = [r.data.tags["method"] for r in runs]
+    assert len(methods) == len(set(methods)), f"a killed cell opened a second run: {sorted(methods)}"
+    assert all(r.info.status == "FINISHED" for r in runs)
+    return {r.data.tags["method"]: losses(client, r.info.run_id) for r in runs}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["summarization", "classification"])
+def test_every_method_killed_at_a_random_step_resumes_to_the_uninterrupted_losses(
+        task, tmp_path, tracking, tiny_lm_dir, tiny_encoder_dir, dialogue_files, sentiment_files):
+    if task == "summarization":
+        methods, model, files = EVERY_METHOD, tiny_lm_dir, dialogue_files
+        base = {"task": "summarization", "datasets": [{"name": "dlg", "train": str(files["train"]),
+                                                       "eval": str(files["eval"])}],
+                "train": {"batch_size": 2, "max_seq_len": 96, "warmup_ratio": 0.2},
+                "generation": {"max_new_tokens": 2, "batch_size": 4}, "eval": {"max_examples": 2}}
+    else:  # the classifier's head trains too, and is in its checkpoints
+        methods, model, files = EVERY_METHOD[:2], tiny_encoder_dir, sentiment_files
+        base = {"task": "classification", "datasets": [{"name": "sent", "train": str(files["train"]),
+                                                        "eval": str(files["eval"]), "text_field": "text",
+                                                        "target_field": "label"}],
+                "train": {"batch_size": 8, "max_seq_len": 32}, "eval": {"max_examples": 8}}
+    base.update(seed=5, models=[{"name": "tiny", "source": str(model)}], methods=methods,
+                registry={"promote": False})
+    client = MlflowClient()
+    assert start(grid_spec(tmp_path, "straight", base), tracking).wait(timeout=300) == 0
+    expected = per_method_losses(client, "straight")
+    dataset = base["datasets"][0]["name"]
+    kill_in_every_cell(grid_spec(tmp_path, "killed", base), tracking, [f"tiny/{m['name']}/{dataset}" for m in methods])
+    got = per_method_losses(client, "killed")
+    assert set(got) == set(expected) == {m["name"] for m in methods}
+    for method, history in got.items():
+        assert [s for s, _ in history] == list(range(1, METHOD_STEPS + 1)), method
+        worst = max(abs(a - b) for (_, a), (_, b) in zip(history, expected[method]))
+        assert worst <= 1e-6, f"{method}: resumed losses differ from the uninterrupted run by {worst:.2e}"
