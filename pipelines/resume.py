@@ -14,6 +14,7 @@ import json
 import mlflow
 from mlflow import MlflowClient
 
+from pipelines.tasks.language_modeling import SAMPLE_PROMPTS
 from pipelines.train_settings import HOW_RUN
 
 RESUMED_BY = "resumed_by"
@@ -31,7 +32,9 @@ def data_fingerprint(examples) -> str:
 ADDED_FIELD_DEFAULTS = {"train.max_grad_norm": 1.0, "train.label_smoothing": 0.0, "language_modeling.response_field": None,
                         "language_modeling.windows": 100, "language_modeling.prompt_tokens": 64,
                         "language_modeling.continuation_tokens": 64, "dataset.licence": None,
-                        "dataset.drop_empty": False, "eval.batch_size": None}
+                        "dataset.drop_empty": False, "eval.batch_size": None, "model.scratch": None,
+                        "language_modeling.sample_prompts": list(SAMPLE_PROMPTS), "language_modeling.sample_tokens": 48,
+                        "dataset.exclude_leaking": False}
 _ABSENT = object()
 
 

@@ -16,7 +16,7 @@ FINGERPRINT = {"train.batch_size": 2, "method.name": "lora"}
 
 
 class Killed(Exception):
-    """Stands for the process dying at a step; the real SIGKILL is tests/recipes/test_resume.py."""
+    """Stands for the process dying at a step; the real SIGKILL is tests/recipes/test_kill_and_resume.py."""
 
 
 def run(model_dir, method, directory, kill_at=None, fingerprint=FINGERPRINT, steps=9):

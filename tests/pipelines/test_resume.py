@@ -27,11 +27,11 @@ def crash_grid(spec):
 def trained_cells(monkeypatch, interrupt_at: str | None = None) -> list[str]:
     ran = []
 
-    def counting(spec, model_src, method, splits, on_validation=None):
+    def counting(spec, model_src, method, splits, *rest, **named):
         if method.name == interrupt_at:
             raise Crash
         ran.append(method.name)
-        return ORIGINAL_RUN(spec, model_src, method, splits, on_validation)
+        return ORIGINAL_RUN(spec, model_src, method, splits, *rest, **named)
 
     monkeypatch.setattr(cell, "_run", counting)
     return ran
