@@ -11,6 +11,7 @@ from dataclasses import field as dataclass_field
 from pathlib import Path
 
 from pipelines.errors import PlatformError, first_line
+from pipelines.sources.leakage import without_leaking
 from pipelines.sources.readers import LOCAL_FORMATS, read_local
 
 
@@ -199,6 +200,11 @@ def load_splits(spec_dataset, seed: int, labels: bool = False) -> Splits:
         evaluation = [ex for i, ex in enumerate(train) if i in held]
         train = [ex for i, ex in enumerate(train) if i not in held]
         sources["eval"] = f"{sources['train']} (held-out {spec_dataset.eval_fraction:g}, seed {seed})"
+    if spec_dataset.exclude_leaking:
+        evaluation = without_leaking(train, evaluation, spec_dataset.name)
+        if not evaluation:
+            raise PlatformError(f"dataset '{spec_dataset.name}': every eval row overlaps train (exclude_leaking)")
+        sources["eval"] += " (rows that overlap train left out)"
     return Splits(
         train=_subsample(train, spec_dataset.max_train_rows, seed),
         eval=_subsample(evaluation, spec_dataset.max_eval_rows, seed + 1),

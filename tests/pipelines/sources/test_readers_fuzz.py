@@ -93,7 +93,7 @@ def mutated(draw, suffix: str) -> bytes:
 
 def read_for_grid(path: Path, labels: bool):
     dataset = DatasetSource(name="fuzz", train=str(path), text_field="text",
-                            target_field="label" if labels else "summary")
+                            target_field="label" if labels else "summary", exclude_leaking=True)
     splits = load_splits(dataset, seed=0, labels=labels)
     return prepare_labels(splits, dataset) if labels else splits
 
