@@ -7,9 +7,12 @@ it, and how many eval rows `exclude_leaking: true` keeps. Specs whose data is no
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub-only set is reported as not here, without retries
 
 from pipelines.config import load_spec
 from pipelines.errors import PlatformError
