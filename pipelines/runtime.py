@@ -69,7 +69,9 @@ def _backend(kind: str):
 def check_device(setting: str, what: str = "device") -> torch.device:
     """`setting` as a device this machine has, or a PlatformError saying what it has instead.
     torch accepts `torch.device("cuda")` on a machine without CUDA and fails only when the first
-    tensor moves there, after the model has loaded: this check runs first."""
+    tensor moves there, after the model has loaded: this check runs first. `auto` always passes."""
+    if setting == "auto":
+        return pick_device("auto")
     try:
         device = torch.device(setting)
     except (RuntimeError, TypeError, ValueError):

@@ -64,7 +64,7 @@ def test_a_device_the_machine_lacks_fails_in_one_line(setting, message, monkeypa
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     with pytest.raises(runtime.PlatformError, match=re.escape(message)):
         runtime.check_device(setting, "train.device")
-    assert runtime.check_device("cpu") == CPU
+    assert runtime.check_device("cpu") == CPU and runtime.check_device("auto") == CPU
 
 
 def test_a_cuda_index_past_the_devices_is_named(monkeypatch):
