@@ -25,6 +25,7 @@ from pipelines.preflight import resolve_inputs
 from pipelines.report import comparison_table, quality_cost_chart, reading, reference_rows, to_markdown
 from pipelines.resume import cell_key, data_fingerprint, mark_resumed, reusable_cells
 from pipelines.runtime import configure_threads
+from pipelines.sources.leakage import log_leakage
 from pipelines.spec_paths import add_set_argument, parse_overrides
 from pipelines.tasks import get_task
 from pipelines.tracking import failing_run_on_error, setup_tracking
@@ -40,6 +41,7 @@ def run(spec: ExperimentSpec, spec_path: str | None = None, restart: bool = Fals
     if spec_path:
         mlflow.log_artifact(spec_path, "spec")
     splits = resolve_inputs(spec)  # bad data or an unknown model fails before the first cell trains
+    log_leakage(splits)  # how much of each eval split train already holds, before anyone believes its scores
     grid = [(m, d, meth) for m in spec.models for d in spec.datasets for meth in spec.methods]
     fingerprints = {name: data_fingerprint(s.train + s.eval) for name, s in splits.items()}
     keys = [cell_key(cell_params(spec, m, d, meth), fingerprints[d.name]) for m, d, meth in grid]

@@ -92,6 +92,9 @@ class DatasetSource(_Strict):
     instruction: str | None = Field(
         None, description="prompt instruction for this dataset (e.g. 'Summarize the article.'); default: generation's")
     eval_fraction: float = Field(0.2, gt=0, lt=1, description="share of train held out when `eval` is absent")
+    exclude_leaking: bool = Field(
+        False, description="score only the eval rows that do not overlap train (equal to a train text, inside one, "
+        "or holding one: pipelines/sources/leakage.py); every grid measures the overlap either way")
     max_train_rows: int | None = Field(None, ge=1, description="fixed-seed subsample of the train split")
     max_eval_rows: int | None = Field(None, ge=1, description="fixed-seed subsample of the eval split")
     where: dict[str, str] = Field(

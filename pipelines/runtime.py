@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from pipelines.errors import PlatformError
+
 
 def available_cores() -> int:
     try:
@@ -49,12 +51,52 @@ def serving_threads() -> int:
 
 def pick_device(setting: str = "auto") -> torch.device:
     if setting != "auto":
-        return torch.device(setting)
+        return check_device(setting)
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _backend(kind: str):
+    """The torch module that says whether a device type is present (torch.cuda, torch.backends.mps, ...)."""
+    if kind == "mps":
+        return getattr(torch.backends, "mps", None)
+    return getattr(torch, kind, None)
+
+
+def check_device(setting: str, what: str = "device") -> torch.device:
+    """`setting` as a device this machine has, or a PlatformError saying what it has instead.
+    torch accepts `torch.device("cuda")` on a machine without CUDA and fails only when the first
+    tensor moves there, after the model has loaded: this check runs first. `auto` always passes."""
+    if setting == "auto":
+        return pick_device("auto")
+    try:
+        device = torch.device(setting)
+    except (RuntimeError, TypeError, ValueError):
+        raise PlatformError(f"{what}: '{setting}' is not a device name; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cpu":
+        return device
+    backend = _backend(device.type)
+    present = backend is not None and callable(getattr(backend, "is_available", None)) and backend.is_available()
+    if not present:
+        raise PlatformError(f"{what}: '{setting}' is not available on this machine (it has {available_devices()}); "
+                            "use auto or cpu")
+    count = getattr(backend, "device_count", None)
+    if device.index is not None and callable(count) and device.index >= count():
+        raise PlatformError(f"{what}: '{setting}' does not exist here ({count()} {device.type} device(s): "
+                            f"{device.type}:0 to {device.type}:{count() - 1})")
+    return device
+
+
+def available_devices() -> str:
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found.append(f"cuda x{torch.cuda.device_count()}")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        found.append("mps")
+    return ", ".join(found)
 
 
 def cpu_has_fast_bf16() -> bool:

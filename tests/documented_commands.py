@@ -30,6 +30,7 @@ SERVERS = {  # documented server command -> (the request that shows it is up, th
     "make serve": ("/ping", None),  # answered by the README's curl command
     "make webapp": ("/", "/gradio_api/info"),
     "mlflow models serve": ("/ping", "/invocations"),
+    "python -m registry.serve": ("/ping", "/invocations"),
 }
 SPEC_PATH = re.compile(r"experiments/[\w.-]+\.yaml")
 SCRATCH_TINY = {"layers": 1, "heads": 2, "width": 32, "context_length": 64, "tokenizer.vocab_size": 300}
@@ -173,9 +174,11 @@ def tiny_command(command: Command, tiny_sources: dict[str, str], ports: dict[str
     for target, variable in variables.items():
         if text.startswith(target):
             text += f" {variable}={ports[target]}"
-    if text.startswith("curl") or "mlflow models serve" in text:
+    if text.startswith("curl"):
         text = text.replace("localhost:5001", f"localhost:{ports['make serve']}")
-        text = text.replace("--port 5001", f"--port {ports['mlflow models serve']}")
+    for server in ("mlflow models serve", "python -m registry.serve"):
+        if server in text:
+            text = text.replace("--port 5001", f"--port {ports[server]}")
     return text
 
 

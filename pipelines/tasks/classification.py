@@ -50,7 +50,7 @@ def prepare_labels(splits: Splits, dataset) -> Splits:
         source = splits.sources.get(split_name) or (declared if isinstance(declared, str) else dataset.name)
         for ex in examples:
             if ex.references[0] not in known:
-                raise PlatformError(f"{source} row {ex.row}: label '{ex.references[0]}' is not in the declared labels "
+                raise PlatformError(f"{source} row {ex.row}: label {ex.references[0]!r} is not in the declared labels "
                                     f"{names} ({split_name} split of dataset '{dataset.name}')")
     return Splits(train=train, eval=evaluation, labels=tuple(names), sources=splits.sources)
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.errors import PlatformError
-from pipelines.sources.datasets import PLAIN_TEXT_FIELD, Example, Splits, load_splits, locate, read_ref
+from pipelines.sources.datasets import Example, Splits, load_splits, locate, read_ref
 from pipelines.sources.models import load_lm
+from pipelines.sources.readers import PLAIN_TEXT_FIELD
 from pipelines.tasks.base import Fitted, Predictions, Score
 from pipelines.tasks.lm_blocks import Block, pack, prompt_response, text_splits
 from pipelines.tasks.lm_scoring import continuation_scores, samples, teacher_forced, windows
