@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 
 from pipelines.errors import PlatformError, first_line, one_line
-from pipelines.runtime import configure_threads, pick_device
+from pipelines.runtime import available_cores, configure_threads, pick_device
 
 TIMEOUT_ENV = "ADAPTLAB_COLLECTIVE_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 50.0
@@ -63,7 +63,11 @@ _job = _Job()
 
 def launched() -> bool:
     """Whether torchrun started this process as one of several."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return world_size_env() > 1
+
+
+def world_size_env() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def active() -> bool:
@@ -102,18 +106,15 @@ def processes(followers: bool = True):
         yield
         return
     _init()
+    interrupted = False
     try:
         yield
     except KeyboardInterrupt:
-        raise  # the others were interrupted too
-    except BaseException:
-        if followers:
-            _release()
+        interrupted = True  # the others were interrupted too
         raise
-    else:
-        if followers:
-            _release()
     finally:
+        if followers and not interrupted:
+            _release()
         if not _job.failing:
             dist.destroy_process_group()
 
@@ -178,6 +179,8 @@ def device(setting: str) -> torch.device:
     if chosen.type != "cpu":
         raise PlatformError(f"torchrun with train.device={setting}: data-parallel training runs on CPUs (gloo) or "
                             f"CUDA GPUs (NCCL), not on {chosen.type}")
+    if per_machine > available_cores() and rank() == 0:
+        print(f"[distributed] {per_machine} processes on {available_cores()} cores: each shares a core", flush=True)
     return chosen
 
 
