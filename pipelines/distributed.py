@@ -2,20 +2,17 @@
 
     torchrun --standalone --nproc_per_node=2 -m pipelines.compare experiments/dialogsum_demo.yaml
 
-One process per device: gloo between CPU processes, NCCL between GPUs (one per process).
-- **Who does what.** Every rank holds the model and the optimizer (DDP, `data_parallel.py`).
-  Rank 0 leads: it alone opens the tracking runs, validates, writes checkpoints, scores and logs
-  the model. It sends each cell it trains to the others (`send`), which train it in step with it
-  and then wait for the next (`receive`). A rank other than 0 prints nothing, and drops the
-  `MLFLOW_RUN_ID` that `mlflow run` sets for rank 0's run.
-- **Threads.** The cores are split between the processes of a machine (`configure_threads`).
-- **Waiting.** A collective waits at most `ADAPTLAB_COLLECTIVE_TIMEOUT_S` (default 50 s). Where
-  rank 0 works alone (preparing a cell, validating, saving a checkpoint, scoring, logging), the
-  others wait for it without a deadline (`meet`): that is rank 0 working, not a collective hung.
-- **Failures.** A dead rank is seen at once (its sockets close), a hung one after the timeout.
-  The ranks still alive then hold a roll call in torchrun's store (at most 5 s) and stop, naming
-  the culprit: `rank 1 died`, `rank 1 failed: <its error>` or `rank 1 did not answer`. Rank 0
-  marks its runs FAILED with that reason. Nothing is retried: the job stops (`RankFailure`).
+One process per device: gloo between CPU processes, NCCL between GPUs. Every rank holds the model
+and the optimizer (DDP: `data_parallel.py`); rank 0 leads: it alone opens the tracking runs,
+validates, writes checkpoints, scores and logs models, and sends the others each cell it trains
+(`send` / `receive`). The others print nothing and drop the `MLFLOW_RUN_ID` of `mlflow run`; the
+cores are split between a machine's processes. A collective waits at most
+`ADAPTLAB_COLLECTIVE_TIMEOUT_S` (50 s); while rank 0 works alone, the others wait for it without
+a deadline (`meet`): that is rank 0 working, not a collective hung. A dead rank is seen at once
+(its sockets close), a hung one after the timeout; the ranks still alive then hold a roll call
+in torchrun's store (at most 5 s) and stop, naming the culprit (`rank 1 died`, `rank 1 failed:
+<its error>`, `rank 1 did not answer`); rank 0 marks its runs FAILED with that. Nothing is
+retried: the job stops (`RankFailure`).
 """
 from __future__ import annotations
 
