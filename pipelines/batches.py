@@ -1,5 +1,6 @@
 """Batch order and padding accounting for the training loop, whatever the task: similar lengths
-together (little compute spent on padding), in a random order fixed by the seed."""
+together (little compute spent on padding), in a random order fixed by the seed; and each
+process's share of a batch when several train together."""
 from __future__ import annotations
 
 import random
@@ -21,6 +22,12 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group
         batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
     rng.shuffle(batches)
     return batches
+
+
+def share_of(batch: list[int], rank: int, world: int) -> list[int]:
+    """Process `rank`'s examples of a global batch: every `world`-th, from its rank on. A batch is
+    sorted by length, so the shares pad to about the same width (empty when the batch is short)."""
+    return batch[rank::world]
 
 
 def padded_tokens(batch: list) -> int:

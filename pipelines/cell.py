@@ -20,6 +20,7 @@ import mlflow
 import torch
 from optuna import TrialPruned
 
+from pipelines import distributed
 from pipelines.checkpoint import Checkpointer, Journal
 from pipelines.config import ExperimentSpec, flatten
 from pipelines.efficiency import mfu, peak_flops, training_flops_per_token
@@ -27,7 +28,7 @@ from pipelines.errors import one_line
 from pipelines.methods.common import save_changed_weights
 from pipelines.resources import ResourceMeter, bytes_on_disk, parameter_counts, release_freed_memory
 from pipelines.resume import data_fingerprint
-from pipelines.runtime import autocast_dtype, pick_device
+from pipelines.runtime import autocast_dtype
 from pipelines.sources.datasets import Splits
 from pipelines.tasks import get_task
 from pipelines.tasks.base import greater_is_better
@@ -83,17 +84,28 @@ def cell_checkpoint_dir(spec: ExperimentSpec, label: str) -> Path:
     return Path(spec.train.checkpoint_dir) / slug(spec.name) / slug(label.replace("/", "__"))
 
 
-def _journal_and_checkpoints(spec, params: dict, splits: Splits, directory: Path | None):
+def _journal_and_checkpoints(spec, params: dict, splits: Splits, directory: Path | None, leads: bool = True):
     """(journal, checkpoints): the cell's metrics go through the journal, which holds them back
-    until a checkpoint covers them when the cell keeps checkpoints (else None)."""
+    until a checkpoint covers them when the cell keeps checkpoints (else None). A rank that does
+    not lead (under torchrun) logs nothing and only reads the checkpoints."""
     keeps = directory is not None and spec.train.checkpoint_every_minutes is not None
     journal = Journal(lambda metrics, step: mlflow.log_metrics(metrics, step=step),
-                      lambda data, name: mlflow.log_table(data, artifact_file=name), deferred=keeps)
+                      lambda data, name: mlflow.log_table(data, artifact_file=name), deferred=keeps and leads)
+    if not leads:
+        journal = Journal(lambda metrics, step: None, lambda data, name: None, deferred=False)
     if not keeps:
         return journal, None
     fingerprint = {k: v for k, v in params.items() if k not in RESUMABLE_CHANGES}
     fingerprint["data"] = data_fingerprint(splits.train + splits.eval)
-    return journal, Checkpointer(directory, spec.train.checkpoint_every_minutes * 60, fingerprint, journal)
+    return journal, Checkpointer(directory, spec.train.checkpoint_every_minutes * 60, fingerprint, journal,
+                                 reads_only=not leads)
+
+
+def _with_instruction(spec: ExperimentSpec, dataset) -> ExperimentSpec:
+    """The dataset's own wording, for training, evaluation and serving alike."""
+    if not dataset.instruction:
+        return spec
+    return spec.model_copy(update={"generation": spec.generation.model_copy(update={"instruction": dataset.instruction})})
 
 
 def _start_cell_run(label: str, checkpoints: Checkpointer | None):
@@ -118,7 +130,11 @@ def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, p
 
     With `checkpoint_dir`, training checkpoints there every `train.checkpoint_every_minutes`; a
     cell that finds a checkpoint there resumes it, in the MLflow run it was training in. The
-    folder is removed when the cell finishes."""
+    folder is removed when the cell finishes.
+
+    Under torchrun this is rank 0's side; the others train the cell with it (`pipelines.follower`)."""
+    if method.trains and distributed.active():
+        distributed.send((spec, model_src, dataset, method, splits, checkpoint_dir))
     label = f"{model_src.name}/{method.name}/{dataset.name}"
     params = cell_params(spec, model_src, dataset, method)
     journal, checkpoints = _journal_and_checkpoints(spec, params, splits, checkpoint_dir)
@@ -137,10 +153,8 @@ def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, p
         _log_params(params)
         mlflow.set_tags({"model": model_src.name, "dataset": dataset.name, "method": method.name, "cell_key": key,
                          **data_tags(dataset, splits)})
-        if dataset.instruction:  # the dataset's own wording, for training, evaluation and serving alike
-            spec = spec.model_copy(update={"generation": spec.generation.model_copy(
-                update={"instruction": dataset.instruction})})
-        metrics = _run(spec, model_src, method, splits, journal, checkpoints, told if on_validation else None)
+        metrics = _run(_with_instruction(spec, dataset), model_src, method, splits, journal, checkpoints,
+                       told if on_validation else None)
         result.metrics = metrics["scalars"]
         result.model_uri = metrics["model_uri"]
         mlflow.set_tag("model_uri", result.model_uri)  # what a resumed grid needs to promote this cell
@@ -161,6 +175,8 @@ def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, p
         mlflow.set_tag("error", result.error)
         mlflow.log_text(traceback.format_exc(), "error.txt")
         mlflow.end_run("FAILED")
+        if isinstance(exc, distributed.RankFailure):
+            raise  # a rank died or failed alone: the job stops
     finally:
         release_freed_memory()
     return result
@@ -175,7 +191,7 @@ def _base_source(model_src) -> str:
 def _run(spec: ExperimentSpec, model_src, method, splits: Splits, journal: Journal, checkpoints=None,
          on_validation=None) -> dict:
     task = get_task(spec.task)
-    device = pick_device(spec.train.device)
+    device = distributed.device(spec.train.device)
     eval_examples = splits.eval[: spec.eval.max_examples] if spec.eval.max_examples else splits.eval
     with tempfile.TemporaryDirectory(prefix="cell-") as workdir:
         with ResourceMeter(device) as meter:  # the cost of the method itself, not of logging it
@@ -208,7 +224,8 @@ def _fit(task, spec, model_src, method, splits: Splits, eval_examples, device, j
     torch.manual_seed(spec.seed)
     fitted = task.load(model_src, splits, spec, device, method.load_kwargs(device))
     fitted.model = method.apply(fitted.model)
-    _log_setup(fitted.logged)
+    if distributed.is_main():
+        _log_setup(fitted.logged)
     scalars: dict[str, float] = {**parameter_counts(fitted.model), **task.train_statistics(fitted, splits.train)}
     if not method.trains:
         return fitted, scalars
@@ -230,7 +247,7 @@ def _fit(task, spec, model_src, method, splits: Splits, eval_examples, device, j
     flops_per_token = training_flops_per_token(
         fitted.model, sum(e.n_tokens for e in train_set) / max(1, len(train_set)),
         head_share=task.head_share(fitted.model, train_set))
-    peak = peak_flops(device, amp or torch.float32)
+    peak = peak_flops(device, amp or torch.float32) * distributed.world_size()  # each process's share of the machine
     smoothing = spec.train.label_smoothing
     with prepared_for_training(fitted.model, method.train_settings(spec.train), amp):  # bf16 base, checkpointing
         fit = train(
@@ -240,7 +257,7 @@ def _fit(task, spec, model_src, method, splits: Splits, eval_examples, device, j
             pad_id=fitted.tokenizer.pad_token_id, device=device, amp_dtype=amp,
             log=journal.metrics, validate=validate, on_validation=on_validation, flops_per_token=flops_per_token,
             peak_flops=peak, greater_is_better=greater_is_better(task, spec.train.select_metric),
-            checkpoints=checkpoints,
+            checkpoints=checkpoints, loss_weight=task.loss_weight,
         )
     journal.flush()
     scalars.update(train_steps=fit.steps, train_examples=fit.examples, train_tokens=fit.tokens,
@@ -250,7 +267,8 @@ def _fit(task, spec, model_src, method, splits: Splits, eval_examples, device, j
                    mfu=mfu(fit.tokens_per_s, flops_per_token, peak))
     if fit.best_step is not None:
         scalars.update(best_step=fit.best_step, best_val_score=fit.best_value)
-    mlflow.set_tag("stopped_by", fit.stopped_by)
+    if distributed.is_main():
+        mlflow.set_tag("stopped_by", fit.stopped_by)
     return fitted, scalars
 
 

@@ -16,6 +16,9 @@ The newest `keep` files are kept; older ones are deleted only after the new one 
 a full disk or a kill while saving leaves the previous checkpoint intact (a leftover temporary
 file is ignored). A complete file that does not load is refused with its path: a run is never
 silently restarted from zero.
+
+Under torchrun only rank 0 writes; every rank restores from the same file, and a checkpoint of
+several processes also holds each rank's RNG state (`rank_rng`: see `pipelines/data_parallel.py`).
 """
 from __future__ import annotations
 
@@ -124,12 +127,13 @@ class Checkpointer:
     `fingerprint` is what shaped the run (a flat dict of settings); resuming from a checkpoint
     written under another one refuses, naming the differing field. `journal` is flushed after
     each save; `run_id` (the MLflow run being trained) is kept beside the files so a restarted
-    grid continues that same run."""
+    grid continues that same run. `reads_only`: a rank other than 0 under torchrun, which restores
+    from the files but never writes them nor replays their metrics."""
 
     def __init__(self, directory: Path, every_seconds: float | None, fingerprint: dict, journal: Journal,
-                 keep: int = 2, run_id: str | None = None):
+                 keep: int = 2, run_id: str | None = None, reads_only: bool = False):
         self.directory, self.every_seconds, self.fingerprint = Path(directory), every_seconds, fingerprint
-        self.journal, self.keep, self.run_id = journal, keep, run_id
+        self.journal, self.keep, self.run_id, self.reads_only = journal, keep, run_id, reads_only
         self.last_saved = time.monotonic()
         self.saves, self.save_seconds = 0, 0.0
 
@@ -166,7 +170,7 @@ class Checkpointer:
             raise PlatformError(f"checkpoint {path} was written under another config: {differs} "
                                 "(restart the cell with --restart, or put the setting back)")
         logged = path.with_suffix(".logged")
-        if not logged.exists():  # killed between the save and the flush: log what the file holds
+        if not logged.exists() and not self.reads_only:  # killed between the save and the flush: log what it holds
             self.journal.replay(payload["pending"])
             logged.touch()
         return payload["state"]

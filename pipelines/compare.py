@@ -8,6 +8,12 @@ and promotion of the best cell.
 Killed, the same command resumes: finished cells are reused, and the cell that was training picks
 up from its last checkpoint (`train.checkpoint_every_minutes`) in its own MLflow run; `--restart`
 trains every cell afresh.
+
+Data-parallel on N processes (gloo on CPUs, NCCL on GPUs; `pipelines/distributed.py`), the same
+spec and the same losses, one set of runs logged by rank 0:
+
+    torchrun --standalone --nproc_per_node=2 -m pipelines.compare experiments/dialogsum_demo.yaml
+    mlflow run . -e peft_compare -P processes=2 --env-manager local     # the same, through --processes
 """
 from __future__ import annotations
 
@@ -19,8 +25,10 @@ from pathlib import Path
 
 import mlflow
 
+from pipelines import distributed
 from pipelines.cell import cell_checkpoint_dir, cell_params, reused_cell, run_cell
 from pipelines.config import ExperimentSpec, load_spec
+from pipelines.follower import follow_cells
 from pipelines.preflight import resolve_inputs
 from pipelines.report import comparison_table, quality_cost_chart, reading, reference_rows, to_markdown
 from pipelines.resume import cell_key, data_fingerprint, mark_resumed, reusable_cells
@@ -103,11 +111,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restart", nargs="?", const="true", default="false", choices=["true", "false"],
                         help="train every cell afresh, deleting the checkpoints of an interrupted grid "
                         "(`--restart`, or `--restart true` as MLproject passes it)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="train each cell with N data-parallel processes on this machine (torchrun, DDP); the same "
+                        "as `torchrun --standalone --nproc_per_node=N -m pipelines.compare ...`")
     args = parser.parse_args(argv)
+    if args.processes < 1 or (distributed.launched() and args.processes not in (1, distributed.world_size_env())):
+        parser.error(f"--processes {args.processes}: give 1 or more, and under torchrun its own --nproc_per_node")
+    if args.processes > 1 and not distributed.launched():
+        distributed.relaunch(args.processes, "pipelines.compare", sys.argv[1:] if argv is None else argv)
     setup_tracking()
-    with failing_run_on_error(run_name="peft_compare"):
-        spec = load_spec(args.experiment, parse_overrides(args.set))
-        cells, _, _ = run(spec, args.experiment, restart=args.restart == "true")
+    with distributed.processes():  # under torchrun: rank 0 runs the grid, the others train its cells with it
+        if not distributed.is_main():
+            return follow_cells()
+        with failing_run_on_error(run_name="peft_compare"):
+            spec = load_spec(args.experiment, parse_overrides(args.set))
+            distributed.device(spec.train.device)  # a device the processes cannot share fails here
+            cells, _, _ = run(spec, args.experiment, restart=args.restart == "true")
     failed = [c for c in cells if c.status != "FINISHED"]
     if failed:
         print(f"error: {len(failed)} cell(s) failed: " + "; ".join(f"{c.label}: {c.error}" for c in failed),

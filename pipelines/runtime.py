@@ -20,8 +20,10 @@ def available_cores() -> int:
 
 def configure_threads(num_threads: int | None = None) -> int:
     """One intra-op thread per core and no inter-op pool: oversubscribing two cores made
-    generation ~10x slower here. Tokenizers' own pool is turned off for the same reason."""
-    threads = num_threads or int(os.environ.get("ADAPTLAB_THREADS", "0")) or available_cores()
+    generation ~10x slower here. Tokenizers' own pool is turned off for the same reason. The
+    processes torchrun starts on one machine (LOCAL_WORLD_SIZE) split its cores between them."""
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    threads = num_threads or int(os.environ.get("ADAPTLAB_THREADS", "0")) or max(1, available_cores() // processes)
     torch.set_num_threads(threads)
     try:
         torch.set_num_interop_threads(1)

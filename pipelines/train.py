@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
-from pipelines.batches import length_grouped_batches, padded_tokens
+from pipelines.batches import length_grouped_batches
 from pipelines.checkpoint import Checkpointer, loop_state, restore_loop
+from pipelines.data_parallel import OneProcess, data_parallel
 from pipelines.efficiency import mfu
 
 Batch = dict[str, torch.Tensor]
@@ -164,18 +166,21 @@ def _batch_stream(lengths: list[int], batch_size: int, seed: int, skip: int = 0)
     return itertools.islice(itertools.chain.from_iterable(epochs), skip, None)
 
 
-def _accumulate(model, examples, lengths, stream, settings, collate, loss, pad_id, device, autocast, meter) -> None:
-    """One optimizer step's micro-batches: forward, backward, gradients summed in `.grad`."""
-    for _ in range(settings.grad_accum):
+def _accumulate(ranks: OneProcess, examples, lengths, stream, settings, collate, loss, pad_id, device, autocast, meter):
+    """One optimizer step's micro-batches: forward, backward, gradients summed in `.grad` (under
+    torchrun, each rank takes its share of every micro-batch and DDP sums over the ranks)."""
+    for micro in range(settings.grad_accum):
         idx = next(stream)
-        batch = {k: v.to(device, non_blocking=True) for k, v in collate([examples[i] for i in idx], pad_id).items()}
-        with autocast:
-            micro_loss = loss(model, batch) / settings.grad_accum
-        micro_loss.backward()
-        meter.window_loss += micro_loss.detach()
+        mine = [examples[i] for i in ranks.share(idx)]
+        batch = {k: v.to(device, non_blocking=True) for k, v in collate(mine, pad_id).items()}
+        with ranks.syncing(last=micro == settings.grad_accum - 1):
+            with autocast:
+                micro_loss = ranks.loss(loss, batch) / settings.grad_accum
+            ranks.backward(micro_loss)
+        meter.window_loss += ranks.total(micro_loss)
         n_tokens = sum(lengths[i] for i in idx)
         meter.tokens += n_tokens
-        meter.slots += padded_tokens([examples[i] for i in idx])
+        meter.slots += ranks.slots(idx)
         meter.window_tokens += n_tokens
         meter.examples += len(idx)
 
@@ -195,15 +200,16 @@ def _validate(model, done: int, settings, validate, on_validation, best: BestChe
 
 
 def _start(checkpoints: Checkpointer | None, named, optimizer, meter: _Meter, best: BestCheckpoint, settings,
-           total_steps: int) -> tuple[int, float]:
+           total_steps: int, ranks: OneProcess) -> tuple[int, float]:
     """(first step, deadline): step 0 and the whole time budget, or where the newest checkpoint
-    left off and the budget it left."""
+    left off and the budget it left; every rank there."""
     saved = checkpoints.latest() if checkpoints is not None else None
     first = 0
     if saved is not None:
         first = restore_loop(saved, named, optimizer, meter, best)
         print(f"  resumed at step {first}/{total_steps} from {checkpoints.directory} "
               f"({saved['meter']['train_seconds']:.0f} s of training already done)", flush=True)
+    ranks.start(first, saved)
     spent = saved["meter"]["train_seconds"] if saved else 0.0
     deadline = time.perf_counter() + settings.max_minutes * 60 - spent if settings.max_minutes else math.inf
     return first, deadline
@@ -217,7 +223,7 @@ def train(
     validate: Callable[[torch.nn.Module, int], dict[str, float]] | None = None,
     on_validation: Callable[[dict[str, float], int], None] | None = None,
     flops_per_token: float | None = None, peak_flops: float | None = None, greater_is_better: bool = True,
-    checkpoints: Checkpointer | None = None,
+    checkpoints: Checkpointer | None = None, loss_weight: Callable[[Batch], int] | None = None,
 ) -> TrainResult:
     """Train in place. With `validate` and `settings.eval_every_steps`, the model is scored every
     N steps (logged as `val_<metric>`), training stops early after `early_stopping_patience`
@@ -230,7 +236,8 @@ def train(
 
     With `checkpoints`, the run starts from the newest checkpoint there (if any) and saves one
     whenever `checkpoints.due()` and at the time budget: resumed, it logs and computes exactly
-    what the uninterrupted run would have from that step on."""
+    what the uninterrupted run would have from that step on. Under torchrun every rank calls it
+    alike, with `loss_weight(batch)`, what `loss` averages over (`pipelines/data_parallel.py`)."""
     total_steps, stopped_by = plan_steps(len(examples), settings)
     warmup = int(total_steps * settings.warmup_ratio)
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
@@ -241,7 +248,8 @@ def train(
     validating = validate is not None and settings.eval_every_steps is not None
     best = BestCheckpoint(params, greater_is_better=greater_is_better, patience=settings.early_stopping_patience)
     meter = _Meter(time.perf_counter(), torch.zeros((), device=device))
-    first, deadline = _start(checkpoints, named, optimizer, meter, best, settings, total_steps)
+    ranks = data_parallel(model, examples, collate, pad_id, loss_weight, seed)
+    first, deadline = _start(checkpoints, named, optimizer, meter, best, settings, total_steps, ranks)
     stream = _batch_stream(lengths, settings.batch_size, seed, skip=first * settings.grad_accum)
     model.train()
     step = first - 1
@@ -249,31 +257,32 @@ def train(
         lr = lr_at(step, total_steps, learning_rate, warmup)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        _accumulate(model, examples, lengths, stream, settings, collate, loss, pad_id, device, autocast, meter)
+        _accumulate(ranks, examples, lengths, stream, settings, collate, loss, pad_id, device, autocast, meter)
         if settings.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         meter.window_steps += 1
         done = step + 1
-        out_of_time = time.perf_counter() >= deadline
+        out_of_time = ranks.agree(time.perf_counter() >= deadline)
         if done % settings.log_every == 0 or done == total_steps or out_of_time:
             meter.log_window(done, total_steps, lr, log, flops_per_token, peak_flops)
         if validating and (done % settings.eval_every_steps == 0 or done == total_steps or out_of_time):
             val_started = time.perf_counter()
-            stop_early = _validate(model, done, settings, validate, on_validation, best, log)
+            stop_early = ranks.on_main(partial(_validate, model, done, settings, validate, on_validation, best, log))
             validation_s = time.perf_counter() - val_started
             meter.pause(validation_s)
             deadline += validation_s  # nor against the training budget
             if stop_early and not out_of_time:
                 stopped_by = "early_stopping"
                 break
-        if checkpoints is not None and done < total_steps and (out_of_time or checkpoints.due()):
-            checkpoints.save(done, loop_state(done, named, optimizer, meter, best))
+        if checkpoints is not None and done < total_steps and ranks.agree(out_of_time or checkpoints.due()):
+            ranks.save(checkpoints, done, partial(loop_state, done, named, optimizer, meter, best))
         if out_of_time:
             stopped_by = "time"
             break
     elapsed = time.perf_counter() - meter.started
+    ranks.stop()
     if validating:
         best.restore()
     model.eval()
