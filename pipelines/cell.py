@@ -7,7 +7,6 @@ cell never branches on it.
 """
 from __future__ import annotations
 
-import re
 import tempfile
 import time
 import traceback
@@ -21,19 +20,18 @@ import torch
 from optuna import TrialPruned
 
 from pipelines import distributed
-from pipelines.checkpoint import Checkpointer, Journal
+from pipelines.cell_resume import journal_and_checkpoints, log_params, start_cell_run
+from pipelines.checkpoint import Journal
 from pipelines.config import ExperimentSpec, flatten
 from pipelines.efficiency import mfu, peak_flops, training_flops_per_token
 from pipelines.errors import one_line
 from pipelines.methods.common import save_changed_weights
 from pipelines.resources import ResourceMeter, bytes_on_disk, parameter_counts, release_freed_memory
-from pipelines.resume import data_fingerprint
 from pipelines.runtime import autocast_dtype
 from pipelines.sources.datasets import Splits
 from pipelines.tasks import get_task
 from pipelines.tasks.base import greater_is_better
 from pipelines.train import eval_loss, train
-from pipelines.train_settings import RESUMABLE_CHANGES
 from pipelines.train_setup import prepared_for_training
 from registry.promote import DATA_LICENCE_TAG, DATA_SOURCE_TAG
 from registry.servables import log_servable
@@ -78,47 +76,11 @@ def reused_cell(run, model_src, dataset, method, position: str) -> CellResult:
                       metrics=dict(run.data.metrics), model_uri=run.data.tags["model_uri"])
 
 
-def cell_checkpoint_dir(spec: ExperimentSpec, label: str) -> Path:
-    """Where a grid cell's checkpoints go: by spec and cell, so that a rerun of the spec finds them."""
-    slug = lambda text: re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
-    return Path(spec.train.checkpoint_dir) / slug(spec.name) / slug(label.replace("/", "__"))
-
-
-def _journal_and_checkpoints(spec, params: dict, splits: Splits, directory: Path | None, leads: bool = True):
-    """(journal, checkpoints): the cell's metrics go through the journal, which holds them back
-    until a checkpoint covers them when the cell keeps checkpoints (else None). A rank that does
-    not lead (under torchrun) logs nothing and only reads the checkpoints."""
-    keeps = directory is not None and spec.train.checkpoint_every_minutes is not None
-    journal = Journal(lambda metrics, step: mlflow.log_metrics(metrics, step=step),
-                      lambda data, name: mlflow.log_table(data, artifact_file=name), deferred=keeps and leads)
-    if not leads:
-        journal = Journal(lambda metrics, step: None, lambda data, name: None, deferred=False)
-    if not keeps:
-        return journal, None
-    fingerprint = {k: v for k, v in params.items() if k not in RESUMABLE_CHANGES}
-    fingerprint["data"] = data_fingerprint(splits.train + splits.eval)
-    return journal, Checkpointer(directory, spec.train.checkpoint_every_minutes * 60, fingerprint, journal,
-                                 reads_only=not leads)
-
-
 def _with_instruction(spec: ExperimentSpec, dataset) -> ExperimentSpec:
     """The dataset's own wording, for training, evaluation and serving alike."""
     if not dataset.instruction:
         return spec
     return spec.model_copy(update={"generation": spec.generation.model_copy(update={"instruction": dataset.instruction})})
-
-
-def _start_cell_run(label: str, checkpoints: Checkpointer | None):
-    """The cell's nested run: the run its newest checkpoint belongs to, continued, or a new one."""
-    saved = checkpoints.saved_run_id() if checkpoints is not None else None
-    if saved:
-        try:
-            run = mlflow.start_run(run_id=saved, nested=True, log_system_metrics=True)
-            print(f"  continuing run {saved} from its checkpoint in {checkpoints.directory}", flush=True)
-            return run
-        except mlflow.exceptions.MlflowException as exc:
-            print(f"  run {saved} of the checkpoint is gone ({one_line(exc)}): resuming in a new run", flush=True)
-    return mlflow.start_run(run_name=label, nested=True, log_system_metrics=True)
 
 
 def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, position: str = "",
@@ -137,8 +99,8 @@ def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, p
         distributed.send((spec, model_src, dataset, method, splits, checkpoint_dir))
     label = f"{model_src.name}/{method.name}/{dataset.name}"
     params = cell_params(spec, model_src, dataset, method)
-    journal, checkpoints = _journal_and_checkpoints(spec, params, splits, checkpoint_dir)
-    run = _start_cell_run(label, checkpoints)
+    journal, checkpoints = journal_and_checkpoints(spec, params, splits, checkpoint_dir)
+    run = start_cell_run(label, checkpoints)
     if checkpoints is not None:
         checkpoints.run_id = run.info.run_id
     result = CellResult(model_src.name, dataset.name, method.name, "FAILED", run.info.run_id)
@@ -150,7 +112,7 @@ def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, p
 
     try:
         print(f"\n[{position}] {label}", flush=True)
-        _log_params(params)
+        log_params(params)
         mlflow.set_tags({"model": model_src.name, "dataset": dataset.name, "method": method.name, "cell_key": key,
                          **data_tags(dataset, splits)})
         metrics = _run(_with_instruction(spec, dataset), model_src, method, splits, journal, checkpoints,
@@ -272,25 +234,12 @@ def _fit(task, spec, model_src, method, splits: Splits, eval_examples, device, j
     return fitted, scalars
 
 
-def _log_params(params: dict) -> None:
-    """Log params; in a run continued from a checkpoint, only the new ones: MLflow params cannot
-    change, and what may differ on resume (a longer `train.max_minutes`, a tokenizer now read from
-    its cache) is tagged `resumed_with.<param>` instead."""
-    logged = mlflow.get_run(mlflow.active_run().info.run_id).data.params
-    changed = {k: str(v) for k, v in params.items() if k in logged and logged[k] != str(v)}
-    fresh = {k: v for k, v in params.items() if k not in logged}
-    if fresh:
-        mlflow.log_params(fresh)
-    if changed:
-        mlflow.set_tags({f"resumed_with.{k}": v for k, v in changed.items()})
-
-
 def _log_setup(logged: dict) -> None:
     """What the task's set-up asks to keep with the run (a trained tokenizer: its cache key, its files)."""
     artifacts = logged.get("artifacts", {})
     params = {k: v for k, v in logged.items() if k != "artifacts"}
     if params:
-        _log_params(params)
+        log_params(params)
     for artifact_path, folder in artifacts.items():
         mlflow.log_artifacts(folder, artifact_path)
 

@@ -26,7 +26,8 @@ from pathlib import Path
 import mlflow
 
 from pipelines import distributed
-from pipelines.cell import cell_checkpoint_dir, cell_params, reused_cell, run_cell
+from pipelines.cell import cell_params, reused_cell, run_cell
+from pipelines.cell_resume import cell_checkpoint_dir
 from pipelines.config import ExperimentSpec, load_spec
 from pipelines.follower import follow_cells
 from pipelines.preflight import resolve_inputs

@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 
 from pipelines import distributed
-from pipelines.cell import _fit, _journal_and_checkpoints, _with_instruction, cell_params  # the cell's own steps
+from pipelines.cell import _fit, _with_instruction, cell_params  # the cell's own steps
+from pipelines.cell_resume import journal_and_checkpoints
 from pipelines.resources import release_freed_memory
 from pipelines.tasks import get_task
 
@@ -29,7 +30,7 @@ def follow_cells() -> int:
 
 def _follow(spec, model_src, dataset, method, splits, directory) -> None:
     params = cell_params(spec, model_src, dataset, method)
-    journal, checkpoints = _journal_and_checkpoints(spec, params, splits, directory, leads=False)
+    journal, checkpoints = journal_and_checkpoints(spec, params, splits, directory, leads=False)
     spec = _with_instruction(spec, dataset)
     try:
         _fit(get_task(spec.task), spec, model_src, method, splits, splits.eval, distributed.device(spec.train.device),

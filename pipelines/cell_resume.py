@@ -1,0 +1,65 @@
+"""How a grid cell keeps and finds its checkpoints: where they go, the journal that holds its
+metrics until a checkpoint covers them, the MLflow run a checkpoint belongs to, and params logged
+again into a continued run. The cell (`pipelines/cell.py`) and the ranks that follow it under
+torchrun (`pipelines/follower.py`) share them."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import mlflow
+
+from pipelines.checkpoint import Checkpointer, Journal
+from pipelines.errors import one_line
+from pipelines.resume import data_fingerprint
+from pipelines.sources.datasets import Splits
+from pipelines.train_settings import RESUMABLE_CHANGES
+
+
+def cell_checkpoint_dir(spec, label: str) -> Path:
+    """Where a grid cell's checkpoints go: by spec and cell, so that a rerun of the spec finds them."""
+    slug = lambda text: re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
+    return Path(spec.train.checkpoint_dir) / slug(spec.name) / slug(label.replace("/", "__"))
+
+
+def journal_and_checkpoints(spec, params: dict, splits: Splits, directory: Path | None, leads: bool = True):
+    """(journal, checkpoints): the cell's metrics go through the journal, which holds them back
+    until a checkpoint covers them when the cell keeps checkpoints (else None). A rank that does
+    not lead (under torchrun) logs nothing and only reads the checkpoints."""
+    keeps = directory is not None and spec.train.checkpoint_every_minutes is not None
+    journal = Journal(lambda metrics, step: mlflow.log_metrics(metrics, step=step),
+                      lambda data, name: mlflow.log_table(data, artifact_file=name), deferred=keeps and leads)
+    if not leads:
+        journal = Journal(lambda metrics, step: None, lambda data, name: None, deferred=False)
+    if not keeps:
+        return journal, None
+    fingerprint = {k: v for k, v in params.items() if k not in RESUMABLE_CHANGES}
+    fingerprint["data"] = data_fingerprint(splits.train + splits.eval)
+    return journal, Checkpointer(directory, spec.train.checkpoint_every_minutes * 60, fingerprint, journal,
+                                 reads_only=not leads)
+
+
+def start_cell_run(label: str, checkpoints: Checkpointer | None):
+    """The cell's nested run: the run its newest checkpoint belongs to, continued, or a new one."""
+    saved = checkpoints.saved_run_id() if checkpoints is not None else None
+    if saved:
+        try:
+            run = mlflow.start_run(run_id=saved, nested=True, log_system_metrics=True)
+            print(f"  continuing run {saved} from its checkpoint in {checkpoints.directory}", flush=True)
+            return run
+        except mlflow.exceptions.MlflowException as exc:
+            print(f"  run {saved} of the checkpoint is gone ({one_line(exc)}): resuming in a new run", flush=True)
+    return mlflow.start_run(run_name=label, nested=True, log_system_metrics=True)
+
+
+def log_params(params: dict) -> None:
+    """Log params; in a run continued from a checkpoint, only the new ones: MLflow params cannot
+    change, and what may differ on resume (a longer `train.max_minutes`, a tokenizer now read from
+    its cache) is tagged `resumed_with.<param>` instead."""
+    logged = mlflow.get_run(mlflow.active_run().info.run_id).data.params
+    changed = {k: str(v) for k, v in params.items() if k in logged and logged[k] != str(v)}
+    fresh = {k: v for k, v in params.items() if k not in logged}
+    if fresh:
+        mlflow.log_params(fresh)
+    if changed:
+        mlflow.set_tags({f"resumed_with.{k}": v for k, v in changed.items()})
