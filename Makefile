@@ -20,7 +20,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup browser demo test test-fast ui serve webapp clean-runs gemma
+.PHONY: setup browser demo test test-fast ui serve webapp clean-runs gemma server server-stop
 
 setup: $(VENV)/.installed
 
@@ -65,6 +65,14 @@ serve: setup
 webapp: setup
 	$(PY) -m apps.webapp $(if $(SENTIMENT),--sentiment $(SENTIMENT)) $(if $(GENERATOR),--generator $(GENERATOR)) \
 		--port $(WEB_PORT)
+
+# The team's tracking server: PostgreSQL (as an unprivileged user when run by root) and `mlflow
+# server` with basic auth and the artifact proxy, state in .server/. Clients: eval "$$(python -m server env)".
+server: setup
+	$(PY) -m server start
+
+server-stop: setup
+	$(PY) -m server stop
 
 clean-runs:
 	find mlruns -mindepth 1 ! -name .gitkeep ! -name README.md -exec rm -rf {} +
