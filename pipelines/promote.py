@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 
 from pipelines.errors import PlatformError
 from pipelines.runtime import configure_threads
-from pipelines.tracking import setup_tracking
+from pipelines.tracking import paged_runs, quoted, setup_tracking
 from registry.promote import best_of, promote
 
 
@@ -27,9 +27,10 @@ def candidates(client: MlflowClient, experiment: str, metric: str, parent_run: s
     found = client.get_experiment_by_name(experiment)
     if found is None:
         raise PlatformError(f"experiment '{experiment}' does not exist")
-    runs = client.search_runs([found.experiment_id], filter_string="attributes.status = 'FINISHED'", max_results=5000)
-    runs = [r for r in runs if metric in r.data.metrics and "model_uri" in r.data.tags
-            and (parent_run is None or r.data.tags.get("mlflow.parentRunId") == parent_run)]
+    query = "attributes.status = 'FINISHED' AND tags.model_uri LIKE '%'"
+    if parent_run:
+        query += f" AND tags.mlflow.parentRunId = {quoted(parent_run)}"
+    runs = [r for r in paged_runs(client, [found.experiment_id], query) if metric in r.data.metrics]
     if not runs:
         scope = f"grid {parent_run}" if parent_run else f"experiment '{experiment}'"
         raise PlatformError(f"{scope} has no finished run with metric '{metric}' and a logged model")

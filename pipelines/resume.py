@@ -15,6 +15,7 @@ import mlflow
 from mlflow import MlflowClient
 
 from pipelines.tasks.language_modeling import SAMPLE_PROMPTS
+from pipelines.tracking import paged_runs, quoted
 from pipelines.train_settings import HOW_RUN
 
 RESUMED_BY = "resumed_by"
@@ -50,14 +51,14 @@ def reusable_cells(keys: set[str]) -> dict[str, mlflow.entities.Run]:
     experiment = mlflow.active_run().info.experiment_id
     found: dict[str, mlflow.entities.Run] = {}
     parents: dict[str, mlflow.entities.Run] = {}
-    runs = client.search_runs([experiment], filter_string="attributes.status = 'FINISHED'",
-                              order_by=["attributes.start_time DESC"], max_results=5000)
-    for run in runs:
-        key, parent_id = run.data.tags.get("cell_key"), run.data.tags.get("mlflow.parentRunId")
-        if key not in keys or key in found or not parent_id or "model_uri" not in run.data.tags:
-            continue
-        if _grid_unfinished(client, parent_id, parents):
-            found[key] = run
+    for key in sorted(keys):
+        finished = paged_runs(client, [experiment], f"attributes.status = 'FINISHED' AND tags.cell_key = {quoted(key)}"
+                              " AND tags.model_uri LIKE '%'", order_by=["attributes.start_time DESC"])
+        for run in finished:
+            parent_id = run.data.tags.get("mlflow.parentRunId")
+            if parent_id and _grid_unfinished(client, parent_id, parents):
+                found[key] = run
+                break
     return found
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import mlflow
 
 from pipelines.errors import PlatformError, one_line
+from pipelines.tracking_server import check_server
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 
@@ -22,7 +23,13 @@ def setup_tracking() -> str:
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         Path("mlruns").mkdir(exist_ok=True)
         mlflow.set_tracking_uri(DEFAULT_TRACKING_URI)
-    return mlflow.get_tracking_uri()
+    uri = mlflow.get_tracking_uri()
+    try:
+        check_server(uri)
+    except PlatformError as exc:  # no run can be opened to record it: say it and stop
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    return uri
 
 
 def _end_nested_runs(parent, status: str) -> None:
@@ -53,3 +60,22 @@ def failing_run_on_error(run_name: str):
         sys.exit(2 if isinstance(exc, PlatformError) else 1)
     else:
         mlflow.end_run("FINISHED")
+
+
+def paged_runs(client, experiment_ids: list[str], filter_string: str, order_by: list[str] | None = None,
+               page_size: int = 500):
+    """Every run matching `filter_string`, filtered by the store and fetched a page at a time, so a
+    tracking server with many thousands of runs sends only the ones asked for."""
+    token = None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=filter_string, order_by=order_by,
+                                  max_results=page_size, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def quoted(value: str) -> str:
+    """A string literal for an MLflow search filter."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

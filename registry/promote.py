@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from pipelines.errors import PlatformError
+from registry.lock import promotion_lock
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 # Run tags a version inherits: the data it was trained on and the data's licence (several of the
@@ -82,23 +83,24 @@ def promote(*, model_uri: str, run_id: str, name: str, metric: str, greater_is_b
         raise PlatformError(f"run {run_id} is {run.info.status}, only FINISHED runs are promoted")
     if metric not in run.data.metrics:
         raise PlatformError(f"run {run_id} has no metric '{metric}' to promote on")
-    existing = _existing_version(client, name, run_id)
-    if existing is not None:
-        aliases = ", ".join(f"@{a}" for a in existing.aliases) or "no alias"
-        return Promotion(version=str(existing.version), alias=existing.aliases[0] if existing.aliases else "",
-                         reason=f"run {run_id} is already version {existing.version} of {name} ({aliases})")
-    value = run.data.metrics[metric]
-    incumbent = _champion_value(client, name, metric)
-    tags = {"source_run_id": run_id, f"metric.{metric}": str(value), **lineage_of(run), **(lineage or {})}
-    version = mlflow.register_model(model_uri, name, tags=tags).version
-    if violations:
-        alias, reason = CHALLENGER, f"{metric}={value:.4f} but constraints not met: " + "; ".join(violations)
-    elif incumbent is None:
-        alias, reason = CHAMPION, f"first champion: {metric}={value:.4f}"
-    elif beats(value, incumbent[1], greater_is_better):
-        alias, reason = CHAMPION, f"{metric}={value:.4f} beats champion v{incumbent[0]} ({incumbent[1]:.4f})"
-    else:
-        alias, reason = CHALLENGER, f"{metric}={value:.4f} does not beat champion v{incumbent[0]} ({incumbent[1]:.4f})"
-    client.set_registered_model_alias(name, alias, version)
-    client.update_model_version(name, version, description=reason)
-    return Promotion(version=str(version), alias=alias, reason=reason)
+    with promotion_lock(name):  # the read of the champion and the alias write, as one step
+        existing = _existing_version(client, name, run_id)
+        if existing is not None:
+            aliases = ", ".join(f"@{a}" for a in existing.aliases) or "no alias"
+            return Promotion(version=str(existing.version), alias=existing.aliases[0] if existing.aliases else "",
+                             reason=f"run {run_id} is already version {existing.version} of {name} ({aliases})")
+        value = run.data.metrics[metric]
+        incumbent = _champion_value(client, name, metric)
+        tags = {"source_run_id": run_id, f"metric.{metric}": str(value), **lineage_of(run), **(lineage or {})}
+        version = mlflow.register_model(model_uri, name, tags=tags).version
+        if violations:
+            alias, reason = CHALLENGER, f"{metric}={value:.4f} but constraints not met: " + "; ".join(violations)
+        elif incumbent is None:
+            alias, reason = CHAMPION, f"first champion: {metric}={value:.4f}"
+        elif beats(value, incumbent[1], greater_is_better):
+            alias, reason = CHAMPION, f"{metric}={value:.4f} beats champion v{incumbent[0]} ({incumbent[1]:.4f})"
+        else:
+            alias, reason = CHALLENGER, f"{metric}={value:.4f} does not beat champion v{incumbent[0]} ({incumbent[1]:.4f})"
+        client.set_registered_model_alias(name, alias, version)
+        client.update_model_version(name, version, description=reason)
+        return Promotion(version=str(version), alias=alias, reason=reason)
