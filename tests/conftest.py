@@ -113,6 +113,38 @@ def tracking(tmp_path, monkeypatch) -> str:
         mlflow.end_run()
 
 
+@pytest.fixture(scope="session")
+def team_server():
+    """The project's real tracking server (`make server`: PostgreSQL + mlflow server with basic
+    auth), started if `.ci/run` or the developer has not started it, and then stopped again."""
+    from server.__main__ import servers, start
+
+    settings, postgres, mlflow_server = servers()
+    started_here = not (postgres.running() and mlflow_server.healthy())
+    if started_here:
+        start()
+    yield settings, postgres, mlflow_server
+    if started_here:
+        mlflow_server.stop()
+        postgres.stop()
+
+
+@pytest.fixture
+def server_tracking(team_server, monkeypatch) -> str:
+    """MLFLOW_TRACKING_URI=http://… on the team server, as its admin, for this test and its children."""
+    import mlflow
+
+    settings, postgres, mlflow_server = team_server
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", settings.tracking_uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", mlflow_server.credentials.admin_user)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", mlflow_server.credentials.admin_password)
+    monkeypatch.setenv("PGPASSFILE", str(postgres.pgpass))
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    yield settings.tracking_uri
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
 def build_tiny_seq2seq(folder: Path, family: str, seed: int = 0) -> Path:
     """A tiny random T5 or BART with the fixture's BPE tokenizer (no seq2seq weights exist offline)."""
     from transformers import BartConfig, BartForConditionalGeneration, T5Config, T5ForConditionalGeneration
