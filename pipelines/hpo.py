@@ -4,9 +4,11 @@
     python -m pipelines.hpo experiments/hpo_dialogsum_lora.yaml --n-trials 8 --storage URL --study NAME
 
 One process is one worker: it opens one parent MLflow run, attaches to the study in the Optuna
-storage (creating it if absent) and runs its `n_trials` trials. Workers anywhere that name the
-same RDB storage and study share the study: Optuna hands out trial numbers, and each worker's
-sampler sees every other worker's finished trials.
+storage (creating it if absent) and runs trials until the study has `n_trials` in all. Workers
+that name the same storage and study share the study: Optuna hands out trial numbers, and each
+worker's sampler sees every other worker's finished trials. Storages (`pipelines.hpo_storage`):
+a journal file for many processes on one machine (the default, `mlruns/optuna.journal`), a
+PostgreSQL URL for many machines ($OPTUNA_STORAGE, when set, is the default).
 
 A trial samples the spec's `hpo.space`, builds the trial's spec from it (validated like any
 spec), and trains and scores it with `pipelines.cell.run_cell`, so a trial logs everything a
@@ -17,93 +19,40 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import warnings
-from pathlib import Path
 
 import mlflow
 import optuna
-import sqlalchemy
 from mlflow import MlflowClient
 from mlflow.entities import Param, RunTag
 
 from pipelines.cell import run_cell
-from pipelines.config import ExperimentSpec, load_spec
-from pipelines.errors import PlatformError, first_line
-from pipelines.config import trial_spec
+from pipelines.config import ExperimentSpec, load_spec, trial_spec
+from pipelines.errors import PlatformError
 from pipelines.hpo_config import HpoSettings
 from pipelines.hpo_report import log_study_summary
+from pipelines.hpo_storage import StudyLock, default_storage, journal_path, open_storage, optimize_to_total, shown_url
+from pipelines.preflight import resolve_inputs
 from pipelines.runtime import configure_threads
 from pipelines.sources.datasets import Splits
-from pipelines.tasks import get_task
-from pipelines.preflight import resolve_inputs
 from pipelines.spec_paths import add_set_argument, parse_overrides
+from pipelines.tasks import get_task
 from pipelines.tracking import failing_run_on_error, setup_tracking
-
-# SQLite lets one writer in at a time: a worker waits this long for another's write instead of
-# failing with "database is locked". A PostgreSQL host that does not answer fails after 10 s.
-SQLITE_BUSY_TIMEOUT_S = 60
-CONNECT_TIMEOUT_S = 10
-# A worker records a heartbeat for its running trial; a trial whose worker died (killed job,
-# lost machine) is failed by the next worker to ask for a trial and run once more.
-HEARTBEAT_INTERVAL_S = 60
-HEARTBEAT_GRACE_S = 300
-# Workers that open a fresh storage at the same moment race to create its tables; the losers
-# see one of these errors, wait, and find the tables made.
-SCHEMA_RACE_ERRORS = ("UNIQUE constraint failed", "already exists", "duplicate key", "database is locked")
 
 
 class TrialFailed(Exception):
     """A trial's cell failed: Optuna records the trial as failed and the study goes on."""
 
 
-def default_storage() -> str:
-    """SQLite beside the MLflow tracking store, absolute so every worker's cwd agrees."""
-    folder = Path("mlruns").resolve()
-    folder.mkdir(exist_ok=True)
-    return f"sqlite:///{folder / 'optuna.db'}"
-
-
-def shown_url(url: str) -> str:
-    """The storage URL without its password, for logs and run params."""
-    try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError:
-        raise PlatformError(f"optuna storage '{url}' is not a database URL "
-                            "(e.g. sqlite:///mlruns/optuna.db, postgresql://user:pass@host/db)") from None
-
-
-def open_storage(url: str) -> optuna.storages.RDBStorage:
-    shown = shown_url(url)
-    dialect = sqlalchemy.engine.make_url(url).get_backend_name()
-    connect_args = {"sqlite": {"timeout": SQLITE_BUSY_TIMEOUT_S},
-                    "postgresql": {"connect_timeout": CONNECT_TIMEOUT_S},
-                    "mysql": {"connect_timeout": CONNECT_TIMEOUT_S}}.get(dialect, {})
-    for attempt in range(3):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat: chosen
-                return optuna.storages.RDBStorage(
-                    url, engine_kwargs={"connect_args": connect_args}, heartbeat_interval=HEARTBEAT_INTERVAL_S,
-                    grace_period=HEARTBEAT_GRACE_S,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
-                )
-        except (ImportError, sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.OptunaError, OSError) as exc:
-            if attempt < 2 and any(race in str(exc) for race in SCHEMA_RACE_ERRORS):
-                time.sleep(1 + attempt)
-                continue
-            first = first_line(exc)
-            raise PlatformError(f"optuna storage {shown} cannot be reached: {first}") from None
-
-
-def open_study(storage, name: str, settings: HpoSettings, sampler_seed: int | None) -> tuple[optuna.Study, int | None]:
+def open_study(storage, shown: str, name: str, settings: HpoSettings,
+               sampler_seed: int | None) -> tuple[optuna.Study, int | None]:
     """Create the study, or join it with the same direction; returns it with this worker's sampler
     set, and that sampler's seed."""
     study = optuna.create_study(storage=storage, study_name=name, direction=settings.direction,
                                 pruner=settings.pruner.build(), load_if_exists=True)
     existing = study.direction.name.lower()
     if existing != settings.direction:
-        raise PlatformError(f"optuna study '{name}' in {shown_url(storage.url)} exists with direction {existing}, "
+        raise PlatformError(f"optuna study '{name}' in {shown} exists with direction {existing}, "
                             f"but hpo.direction is {settings.direction} (pass another --study name)")
     if sampler_seed is not None:
         # A worker joining a study with trials in it offsets the seed, so it does not draw the
@@ -173,12 +122,14 @@ class Objective:
 
 def run(spec: ExperimentSpec, spec_path: str, n_trials: int | None = None, storage_url: str | None = None,
         study_name: str | None = None, sampler_seed: int | None = None) -> tuple[optuna.Study, list[int]]:
-    """Run this worker's trials inside the active parent run; returns the study and its trial numbers."""
+    """Run this worker's share of the study's `n_trials` inside the active parent run; returns the
+    study and this worker's trial numbers."""
     if spec.hpo is None:
         raise PlatformError(f"experiment spec {spec_path} has no hpo section (what to tune: hpo.space)")
     settings = spec.hpo
     n_trials = n_trials or settings.n_trials
     storage_url = storage_url or default_storage()
+    shown = shown_url(storage_url)  # an unknown scheme fails here, before any data is read
     study_name = study_name or spec.name
     sampler_seed = settings.sampler_seed if sampler_seed is None else sampler_seed
     configure_threads()
@@ -190,14 +141,16 @@ def run(spec: ExperimentSpec, spec_path: str, n_trials: int | None = None, stora
     resolve_inputs(spec, load=lambda dataset: objective.splits(dataset, spec))
 
     storage = open_storage(storage_url)
-    study, seed_used = open_study(storage, study_name, settings, sampler_seed)
+    study, seed_used = open_study(storage, shown, study_name, settings, sampler_seed)
     # Not `study`/`storage`: `mlflow run` logs its -P parameters under those names already.
-    mlflow.log_params({"optuna.study": study_name, "optuna.storage": shown_url(storage_url),
+    mlflow.log_params({"optuna.study": study_name, "optuna.storage": shown,
                        "optuna.n_trials": n_trials, "optuna.sampler_seed": seed_used})
-    print(f"[hpo] study '{study_name}' in {shown_url(storage_url)}: {len(study.trials)} trials so far; "
-          f"this worker runs {n_trials}, {settings.direction} {settings.metric}, pruner {settings.pruner.type}",
-          flush=True)
-    study.optimize(objective, n_trials=n_trials, catch=(TrialFailed,))
+    print(f"[hpo] study '{study_name}' in {shown}: {len(study.trials)} trials so far, {n_trials} in all "
+          f"(shared by its workers); {settings.direction} {settings.metric}, pruner {settings.pruner.type}", flush=True)
+    lock = StudyLock(storage, study_name, journal_path(storage_url))
+    if not optimize_to_total(study, objective, n_trials, lock, catch=(TrialFailed,)):
+        print(f"[hpo] study '{study_name}' already has its {n_trials} trials: this worker runs none "
+              "(a larger --n-trials adds more)", flush=True)
     log_study_summary(study, settings.metric, objective.trial_numbers)
     return study, objective.trial_numbers
 
@@ -215,9 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hpo", description=__doc__.splitlines()[0])
     parser.add_argument("experiment", help="experiment spec YAML with an hpo section")
     parser.add_argument("--n-trials", type=_optional(int), default=None,
-                        help="trials this worker runs (default: hpo.n_trials)")
+                        help="the study's total of trials, shared by all its workers (default: hpo.n_trials)")
     parser.add_argument("--storage", type=_optional(str), default=None,
-                        help="Optuna RDB storage URL (default: sqlite:///<cwd>/mlruns/optuna.db)")
+                        help="a database URL (postgresql+psycopg://user@host/optuna, sqlite:///...) or a journal file "
+                             "(journal:PATH, *.journal, *.log); default: $OPTUNA_STORAGE if set, "
+                             "else journal:<cwd>/mlruns/optuna.journal")
     parser.add_argument("--study", type=_optional(str), default=None, help="study name (default: the spec's name)")
     parser.add_argument("--sampler-seed", type=_optional(int), default=None,
                         help="this worker's sampler seed (default: hpo.sampler_seed); "

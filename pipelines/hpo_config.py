@@ -144,7 +144,7 @@ PrunerSettings = Annotated[Union[MedianPrunerSettings, HyperbandPrunerSettings, 
 class HpoSettings(_Strict):
     """An Optuna study over one cell of the spec (`mlflow run . -e hpo`)."""
 
-    n_trials: int = Field(20, ge=1, description="trials each worker process runs (a study may have many workers)")
+    n_trials: int = Field(20, ge=1, description="the study's total of trials, shared by all its workers")
     metric: str = Field("rougeL", description="the objective: this metric of a trial's cell after its final eval")
     direction: Literal["maximize", "minimize"] = "maximize"
     pruner: PrunerSettings = Field(

@@ -12,6 +12,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+# hpo's default storage: a shell that ran `eval "$(python -m server env)"` must not send the
+# tests' studies to its server (the `postgres` fixture names that server's URL where wanted).
+os.environ.pop("OPTUNA_STORAGE", None)
 
 import torch
 
@@ -233,3 +236,19 @@ def tiny_encoder_dir(tmp_path_factory) -> Path:
 def sentiment_files(tmp_path) -> dict[str, Path]:
     return {"train": write_jsonl(tmp_path / "sent_train.jsonl", sentiment_rows(96, seed=1)),
             "eval": write_jsonl(tmp_path / "sent_eval.jsonl", sentiment_rows(32, seed=2))}
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """The project's PostgreSQL (`server/`): started if it is not running, else reused as it is, and
+    never stopped here, since other jobs share it. Its state is where ADAPTLAB_SERVER_HOME says
+    (default: .server/ in the checkout). Clients read the password from PGPASSFILE, set here."""
+    from server.credentials import load_or_create
+    from server.postgres import Postgres
+    from server.settings import ServerSettings
+
+    settings = ServerSettings.from_env()
+    server = Postgres(settings, load_or_create(settings.path("credentials")))
+    server.start()
+    os.environ["PGPASSFILE"] = str(server.pgpass)
+    return server

@@ -1,5 +1,6 @@
 """The hpo entry point on the tiny random model: pruned, failed and finished trials as nested
-runs, the parent's summary, two workers sharing one study, and one-line errors for bad input.
+runs, the parent's summary, workers sharing one study's total (two on the default journal file,
+four on PostgreSQL), and one-line errors for bad input.
 
 The data pairs every dialogue with the same summary: at a working learning rate the tiny model
 learns to write it within a few steps, at a learning rate near zero it does not, so a pruner
@@ -9,6 +10,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
+from collections import Counter
 
 import optuna
 import pytest
@@ -17,6 +20,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from pipelines import hpo
+from pipelines.hpo_storage import open_storage
 from tests.conftest import DIALOGUES, REPO, write_jsonl
 
 GOOD_LR, BAD_LR = 3e-3, 1e-7
@@ -52,6 +56,11 @@ def storage_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
 
 
+def default_journal(tmp_path):
+    """The storage hpo uses when given none (the `tracking` fixture runs the test in tmp_path)."""
+    return open_storage(f"journal:{tmp_path / 'mlruns' / 'optuna.journal'}")
+
+
 def runs_of(client):
     return client.search_runs([e.experiment_id for e in client.search_experiments()])
 
@@ -60,7 +69,7 @@ def test_a_study_prunes_the_worse_trial_fails_the_broken_one_and_summarises(trac
     spec = write_spec(tmp_path, tiny_lm_dir)
     # The first trials of a study can be fixed in advance (as another worker or a user would):
     # a working learning rate, one near zero, and a model that does not exist.
-    study = optuna.create_study(storage=storage_url(tmp_path), study_name=STUDY, direction="maximize")
+    study = optuna.create_study(storage=default_journal(tmp_path), study_name=STUDY, direction="maximize")
     for lr, source in [(GOOD_LR, tiny_lm_dir), (BAD_LR, tiny_lm_dir), (GOOD_LR, tmp_path / "gone")]:
         study.enqueue_trial({"methods.0.learning_rate": lr, "models.0.source": str(source)})
 
@@ -68,7 +77,7 @@ def test_a_study_prunes_the_worse_trial_fails_the_broken_one_and_summarises(trac
     printed = capsys.readouterr().out
     assert "plot param_importances skipped: it needs 2 completed trials, the study has 1" in printed
 
-    trials = optuna.load_study(study_name=STUDY, storage=storage_url(tmp_path)).trials
+    trials = optuna.load_study(study_name=STUDY, storage=default_journal(tmp_path)).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL]
     good, pruned, failed = trials
     assert pruned.params["methods.0.learning_rate"] == BAD_LR
@@ -110,32 +119,66 @@ def test_a_study_prunes_the_worse_trial_fails_the_broken_one_and_summarises(trac
                          "hpo/parallel_coordinate.png"}
 
 
-def test_two_workers_share_one_study_without_losing_a_trial(tracking, tmp_path, tiny_lm_dir):
+def start_workers(tmp_path, spec: str, count: int, *args: str) -> list[subprocess.Popen]:
+    MlflowClient().search_experiments()  # the tracking store exists before the workers write to it
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ADAPTLAB_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    return [subprocess.Popen([sys.executable, "-m", "pipelines.hpo", spec, *args, "--sampler-seed", str(seed)],
+                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for seed in range(count)]
+
+
+def finished(workers: list[subprocess.Popen], timeout: float = 300) -> None:
+    outputs = [w.communicate(timeout=timeout)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0] * len(workers), "\n".join(o[-3000:] for o in outputs)
+
+
+def assert_each_trial_once_with_one_run(trials, study: str, total: int, workers: int) -> None:
+    """The study holds trials 0..total-1, each once and complete, and each has exactly one MLflow
+    run, under one of the workers' parent runs, which each logged the study's total."""
+    assert sorted(t.number for t in trials) == list(range(total))
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    runs = runs_of(MlflowClient())
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("optuna.study") == study and "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == workers and all(p.data.params["optuna.n_trials"] == str(total) for p in parents)
+    assert Counter(int(r.data.tags["optuna.trial"]) for r in children) == Counter(range(total))
+    by_number = {int(r.data.tags["optuna.trial"]): r for r in children}
+    assert all(t.user_attrs["mlflow_run_id"] == by_number[t.number].info.run_id for t in trials)
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} <= {p.info.run_id for p in parents}
+    assert sum(p.data.metrics["hpo_trials_complete"] for p in parents) == total
+
+
+def test_two_workers_share_one_study_total_on_the_default_journal(tracking, tmp_path, tiny_lm_dir):
     train = {"max_steps": 2, "batch_size": 4, "log_every": 1, "max_seq_len": 128}
-    section = {"n_trials": 2, "space": {"methods.0.learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2,
+    section = {"n_trials": 4, "space": {"methods.0.learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2,
                                                                     "log": True}}}
     spec = write_spec(tmp_path, tiny_lm_dir, section, train)
-    MlflowClient().search_experiments()  # the tracking store exists before two processes write to it
-    env = {**os.environ, "PYTHONPATH": str(REPO), "ADAPTLAB_THREADS": "1"}
-    workers = [subprocess.Popen([sys.executable, "-m", "pipelines.hpo", spec, "--storage", storage_url(tmp_path)],
-                                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-               for _ in range(2)]
-    outputs = [w.communicate(timeout=300)[0] for w in workers]
-    assert [w.returncode for w in workers] == [0, 0], outputs
+    finished(start_workers(tmp_path, spec, 2))
 
-    trials = optuna.load_study(study_name=STUDY, storage=storage_url(tmp_path)).trials
-    assert sorted(t.number for t in trials) == [0, 1, 2, 3]
-    assert all(t.state == TrialState.COMPLETE for t in trials)
-    client = MlflowClient()
-    runs = runs_of(client)
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    assert len(parents) == 2
-    per_parent = [sorted(int(r.data.params["trial.number"]) for r in runs
-                         if r.data.tags.get("mlflow.parentRunId") == p.info.run_id) for p in parents]
-    assert [len(numbers) for numbers in per_parent] == [2, 2]
-    assert sorted(per_parent[0] + per_parent[1]) == [0, 1, 2, 3]
+    trials = optuna.load_study(study_name=STUDY, storage=default_journal(tmp_path)).trials
+    assert_each_trial_once_with_one_run(trials, STUDY, total=4, workers=2)
+    parents = [r for r in runs_of(MlflowClient()) if "mlflow.parentRunId" not in r.data.tags]
     assert sum(p.data.metrics["hpo_total_train_steps"] for p in parents) == 4 * 2
-    assert all(p.data.metrics["hpo_study_trials"] >= 2 for p in parents)
+    assert all(p.data.params["optuna.storage"] == f"journal:{tmp_path / 'mlruns' / 'optuna.journal'}"
+               for p in parents)
+
+
+@pytest.mark.slow
+def test_four_workers_on_postgresql_run_the_study_total_each_trial_once(tracking, tmp_path, tiny_lm_dir, postgres):
+    """The issue's test: 4 workers against the project's PostgreSQL, a study of 8 trials."""
+    # The smallest cell that still is one: the base model untrained, one eval dialogue, two tokens.
+    section = {"n_trials": 8, "metric": "rougeL", "pruner": "none",
+               "space": {"generation.max_new_tokens": {"type": "int", "low": 1, "high": 2}}}
+    spec = write_spec(tmp_path, tiny_lm_dir, section, {"max_steps": 1, "batch_size": 1, "max_seq_len": 64},
+                      methods=[{"name": "base"}], generation={"max_new_tokens": 1, "batch_size": 1},
+                      eval={"max_examples": 1})
+    url, study = postgres.url("optuna"), f"tiny_hpo_{uuid.uuid4().hex[:12]}"
+    try:
+        finished(start_workers(tmp_path, spec, 4, "--storage", url, "--study", study), timeout=240)
+        trials = optuna.load_study(study_name=study, storage=url).trials
+        assert_each_trial_once_with_one_run(trials, study, total=8, workers=4)
+    finally:
+        optuna.delete_study(study_name=study, storage=url)  # the database is shared: leave it as found
 
 
 def _bad_case(case, tmp_path, tiny_lm_dir):
@@ -152,8 +195,12 @@ def _bad_case(case, tmp_path, tiny_lm_dir):
         args = ["--storage", f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'optuna.db'}"]
     elif case == "unreachable_postgres":
         args = ["--storage", "postgresql://nobody@127.0.0.1:1/optuna"]
+    elif case == "unknown_scheme":
+        args = ["--storage", "redis://nobody:s3cret@127.0.0.1/0"]
+    elif case == "journal_directory_missing":
+        args = ["--storage", f"journal:{tmp_path / 'no' / 'such' / 'optuna.journal'}"]
     elif case == "other_direction":
-        optuna.create_study(storage=storage_url(tmp_path), study_name=STUDY, direction="minimize")
+        optuna.create_study(storage=default_journal(tmp_path), study_name=STUDY, direction="minimize")
     spec = write_spec(tmp_path, tiny_lm_dir, section, {"max_steps": 1, "batch_size": 4})
     return [spec, *args]
 
@@ -166,7 +213,9 @@ def _bad_case(case, tmp_path, tiny_lm_dir):
         ("low_above_high", "hpo.space.methods.0.learning_rate: Value error, low (0.01) is greater than high (0.0001)"),
         ("unreachable_sqlite", "cannot be reached: (sqlite3.OperationalError) unable to open database file"),
         ("unreachable_postgres", "optuna storage postgresql://nobody@127.0.0.1:1/optuna cannot be reached: "),
-        ("other_direction", f"optuna study '{STUDY}' in sqlite:///"),
+        ("unknown_scheme", "optuna storage redis://nobody:***@127.0.0.1/0 has an unknown scheme 'redis'"),
+        ("journal_directory_missing", "optuna.journal: its directory "),
+        ("other_direction", f"optuna study '{STUDY}' in journal:/"),
     ],
 )
 def test_bad_input_fails_before_training_with_one_line_and_a_failed_run(case, expected, tracking, tmp_path,
