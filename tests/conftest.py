@@ -239,16 +239,8 @@ def sentiment_files(tmp_path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def postgres():
-    """The project's PostgreSQL (`server/`): started if it is not running, else reused as it is, and
-    never stopped here, since other jobs share it. Its state is where ADAPTLAB_SERVER_HOME says
-    (default: .server/ in the checkout). Clients read the password from PGPASSFILE, set here."""
-    from server.credentials import load_or_create
-    from server.postgres import Postgres
-    from server.settings import ServerSettings
-
-    settings = ServerSettings.from_env()
-    server = Postgres(settings, load_or_create(settings.path("credentials")))
-    server.start()
+def postgres(team_server):
+    """The team server's PostgreSQL, for Optuna studies; clients read its password from PGPASSFILE."""
+    _, server, _ = team_server
     os.environ["PGPASSFILE"] = str(server.pgpass)
     return server
