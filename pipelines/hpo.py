@@ -26,7 +26,9 @@ import optuna
 from mlflow import MlflowClient
 from mlflow.entities import Param, RunTag
 
+from pipelines import distributed
 from pipelines.cell import run_cell
+from pipelines.follower import follow_cells
 from pipelines.config import ExperimentSpec, load_spec, trial_spec
 from pipelines.errors import PlatformError
 from pipelines.hpo_config import HpoSettings
@@ -180,9 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     add_set_argument(parser)
     args = parser.parse_args(argv)
     setup_tracking()
-    with failing_run_on_error(run_name="hpo"):
-        spec = load_spec(args.experiment, parse_overrides(args.set))
-        study, mine = run(spec, args.experiment, args.n_trials, args.storage, args.study, args.sampler_seed)
+    with distributed.processes():  # under torchrun: rank 0 runs the study, the others train its trials with it
+        if not distributed.is_main():
+            return follow_cells()
+        with failing_run_on_error(run_name="hpo"):
+            spec = load_spec(args.experiment, parse_overrides(args.set))
+            study, mine = run(spec, args.experiment, args.n_trials, args.storage, args.study, args.sampler_seed)
     states = [t.state for t in study.get_trials(deepcopy=False) if t.number in mine]
     if mine and all(s == optuna.trial.TrialState.FAIL for s in states):
         print(f"error: all {len(mine)} trial(s) of this worker failed (reasons on their MLflow runs)", file=sys.stderr)

@@ -162,3 +162,21 @@ def test_peft_compare_on_two_processes_logs_one_run(tiny_lm_dir, tmp_path):
     assert "eval_loss" in cell.data.metrics and cell.data.params["train.batch_size"] == "4"
     assert "model_uri" in cell.data.tags
     assert not list((tmp_path / "ckpt").rglob("step-*.pt"))  # written at every step by rank 0, cleared at the end
+
+
+@pytest.mark.slow
+def test_hpo_under_torchrun_trains_each_trial_on_both_ranks_and_logs_it_once(tiny_lm_dir, tmp_path):
+    spec = yaml.safe_load(tiny_spec(tmp_path, tiny_lm_dir).read_text())
+    spec["hpo"] = {"n_trials": 2, "metric": "rougeL", "pruner": {"type": "none"},
+                   "space": {"methods.0.learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}}
+    path = tmp_path / "hpo.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    store = f"sqlite:///{tmp_path / 'hpo.db'}"
+    done = torchrun(["-m", "pipelines.hpo", str(path), "--storage", f"journal:{tmp_path / 'study.journal'}"],
+                    timeout=300, MLFLOW_TRACKING_URI=store)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    client = MlflowClient(store)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    trials = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(runs) == 3 and len(trials) == 2, "one study run and one run per trial, not one per process"
+    assert all(r.info.status == "FINISHED" for r in runs)
