@@ -28,9 +28,9 @@ from mlflow.entities import Param, RunTag
 
 from pipelines import distributed
 from pipelines.cell import run_cell
-from pipelines.follower import follow_cells
 from pipelines.config import ExperimentSpec, load_spec, trial_spec
 from pipelines.errors import PlatformError
+from pipelines.follower import follow_cells
 from pipelines.hpo_config import HpoSettings
 from pipelines.hpo_report import log_study_summary
 from pipelines.hpo_storage import StudyLock, default_storage, journal_path, open_storage, optimize_to_total, shown_url

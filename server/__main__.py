@@ -1,17 +1,19 @@
-"""python -m server start | run | stop | status | env
+"""python -m server start | run | stop | status | env | login
 
 `start` brings up PostgreSQL and `mlflow server` in the background and returns; `run` does the
 same and stops both on Ctrl-C; `env` prints the settings a client shell needs (no password: MLflow
-reads it from MLFLOW_TRACKING_PASSWORD or ~/.mlflow/credentials, libpq from PGPASSFILE).
+reads it from MLFLOW_TRACKING_PASSWORD or ~/.mlflow/credentials, libpq from PGPASSFILE); `login`
+writes the admin's credentials into ~/.mlflow/credentials (mode 0600) on the server host.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from pipelines.errors import PlatformError
-from server.credentials import load_or_create
+from server.credentials import load_or_create, write_private
 from server.mlflow_server import MlflowServer
 from server.postgres import Postgres
 from server.settings import ServerSettings
@@ -46,10 +48,22 @@ def stop() -> None:
     print("[server] stopped", flush=True)
 
 
+def login() -> None:
+    _, _, mlflow_server = servers()
+    path = Path.home() / ".mlflow" / "credentials"
+    if path.exists():
+        print(f"[server] {path} exists; left as it is", flush=True)
+        return
+    credentials = mlflow_server.credentials
+    write_private(path, f"[mlflow]\nmlflow_tracking_username = {credentials.admin_user}\n"
+                        f"mlflow_tracking_password = {credentials.admin_password}\n")
+    print(f"[server] wrote {path} for user '{credentials.admin_user}'", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m server", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["start", "run", "stop", "status", "env"])
+    parser.add_argument("command", choices=["start", "run", "stop", "status", "env", "login"])
     command = parser.parse_args(argv).command
     try:
         if command == "start":
@@ -67,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             settings, postgres, mlflow_server = servers()
             print(f"postgres: {'running' if postgres.running() else 'stopped'}; "
                   f"mlflow server {settings.tracking_uri}: {'healthy' if mlflow_server.healthy() else 'down'}")
+        elif command == "login":
+            login()
         else:
             settings, postgres, _ = servers()
             for key, value in client_env(settings, postgres).items():

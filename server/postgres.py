@@ -50,7 +50,7 @@ class Postgres:
         command = [str(binaries() / tool), *args]
         if self.as_root:
             command = ["runuser", "-u", self.settings.system_user, "--", *command]
-        done = subprocess.run(command, capture_output=True, text=True, env=self._env())
+        done = subprocess.run(command, capture_output=True, text=True, env=self._env(), check=False)
         if check and done.returncode != 0:
             detail = (done.stderr or done.stdout).strip().splitlines()
             raise PlatformError(f"PostgreSQL {tool} failed: {detail[-1] if detail else done.returncode}"

@@ -24,7 +24,7 @@ class ServerSettings:
     """The PostgreSQL role that owns the tracking, auth and studies databases."""
 
     @classmethod
-    def from_env(cls) -> "ServerSettings":
+    def from_env(cls) -> ServerSettings:
         env = os.environ
         return cls(home=Path(env.get("ADAPTLAB_SERVER_HOME", PROJECT_ROOT / ".server")).resolve(),
                    host=env.get("ADAPTLAB_SERVER_HOST", cls.host),

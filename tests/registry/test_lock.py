@@ -14,10 +14,9 @@ from tests.registry.test_promote import finished_run
 
 
 def test_a_second_holder_waits_then_names_the_first(tracking):
-    with promotion_lock("m"):
-        with pytest.raises(PlatformError, match=r"registered model m: promotion lock held by .+:\d+"):
-            with promotion_lock("m", timeout_s=0.5):
-                pass
+    held = pytest.raises(PlatformError, match=r"registered model m: promotion lock held by .+:\d+")
+    with promotion_lock("m"), held, promotion_lock("m", timeout_s=0.5):
+        pass
     with promotion_lock("m", timeout_s=0.5):  # released: free again
         pass
     assert MlflowClient().search_registered_models() == []
