@@ -11,6 +11,9 @@ point and resumed computes the same per-step losses as one that was never interr
 - the metrics logged since the previous checkpoint (the `Journal`), which reach MLflow only once
   the checkpoint that covers them is on disk: a resumed run shows one value per step.
 
+Beside them, `run.json` names the MLflow run the cell trains in; it is written (atomically) as
+the run starts, so a cell killed even before its first checkpoint continues the same run.
+
 Written atomically: `torch.save` to a temporary file in the same folder, fsync, `os.replace`.
 The newest `keep` files are kept; older ones are deleted only after the new one is complete, so
 a full disk or a kill while saving leaves the previous checkpoint intact (a leftover temporary
@@ -22,6 +25,7 @@ several processes also holds each rank's RNG state (`rank_rng`: see `pipelines/d
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -126,14 +130,14 @@ class Checkpointer:
 
     `fingerprint` is what shaped the run (a flat dict of settings); resuming from a checkpoint
     written under another one refuses, naming the differing field. `journal` is flushed after
-    each save; `run_id` (the MLflow run being trained) is kept beside the files so a restarted
+    each save; the MLflow run being trained is kept beside the files (`claim`) so a restarted
     grid continues that same run. `reads_only`: a rank other than 0 under torchrun, which restores
     from the files but never writes them nor replays their metrics."""
 
     def __init__(self, directory: Path, every_seconds: float | None, fingerprint: dict, journal: Journal,
-                 keep: int = 2, run_id: str | None = None, reads_only: bool = False):
+                 keep: int = 2, reads_only: bool = False):
         self.directory, self.every_seconds, self.fingerprint = Path(directory), every_seconds, fingerprint
-        self.journal, self.keep, self.run_id, self.reads_only = journal, keep, run_id, reads_only
+        self.journal, self.keep, self.reads_only = journal, keep, reads_only
         self.last_saved = time.monotonic()
         self.saves, self.save_seconds = 0, 0.0
 
@@ -144,12 +148,34 @@ class Checkpointer:
         found = [p for p in self.directory.glob("step-*.pt") if _FILE.fullmatch(p.name)]
         return sorted(found, key=lambda p: int(_FILE.fullmatch(p.name).group(1)))
 
+    def _config(self) -> str:
+        return hashlib.sha1(json.dumps(self.fingerprint, sort_keys=True, default=str).encode()).hexdigest()
+
+    def claim(self, run_id: str) -> None:
+        """Record that this folder's cell trains in MLflow run `run_id`, before any checkpoint:
+        written to a temporary file and renamed, so a kill leaves the old marker or the new one."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        marker, staging = self.directory / "run.json", self.directory / ".run.json.tmp"
+        with open(staging, "w") as handle:
+            json.dump({"run_id": run_id, "config": self._config()}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staging, marker)
+
     def saved_run_id(self) -> str | None:
-        """The MLflow run the newest checkpoint belongs to (None when there is none)."""
+        """The MLflow run this folder's cell was training in: the one its checkpoints belong to,
+        or, before the first checkpoint, the one claimed under this same config; else None."""
         marker = self.directory / "run.json"
-        if not self.files() or not marker.is_file():
+        try:
+            saved = json.loads(marker.read_text())
+        except FileNotFoundError:
             return None
-        return json.loads(marker.read_text()).get("run_id")
+        except (OSError, ValueError) as exc:  # not written by `claim` (an older version's, half-written)
+            print(f"  {marker} is unreadable ({first_line(exc)}): the cell trains in a new run", flush=True)
+            return None
+        if not self.files() and saved.get("config") != self._config():
+            return None  # nothing trained yet under another config: a new run, not that one continued
+        return saved.get("run_id")
 
     def latest(self) -> dict | None:
         """The newest complete checkpoint's state, checked against this run's fingerprint, with
@@ -187,8 +213,6 @@ class Checkpointer:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(staging, path)
-            if self.run_id:
-                (self.directory / "run.json").write_text(json.dumps({"run_id": self.run_id}))
         except OSError as exc:
             staging.unlink(missing_ok=True)
             raise PlatformError(f"cannot write checkpoint {path}: {exc.strerror or first_line(exc)} "

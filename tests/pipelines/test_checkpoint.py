@@ -1,12 +1,15 @@
 """The loop's checkpoints: an interrupted run resumed from its newest checkpoint computes and logs
 what the uninterrupted run did, one value per step; bad checkpoints refuse with their path."""
+import mlflow
 import pytest
 import torch
+from mlflow import MlflowClient
 
+from pipelines.cell_resume import start_cell_run
 from pipelines.checkpoint import Checkpointer, Journal
 from pipelines.config import TrainSettings
 from pipelines.errors import PlatformError
-from pipelines.methods import FullMethod, LoraMethod
+from pipelines.methods import FullMethod, LoraMethod, PrefixMethod, PromptMethod
 from pipelines.sources.models import load_lm
 from pipelines.tasks.summarization import collate, summary_loss
 from pipelines.train import train
@@ -47,8 +50,9 @@ def run(model_dir, method, directory, kill_at=None, fingerprint=FINGERPRINT, ste
     return logged, model
 
 
-@pytest.mark.parametrize("method", [FullMethod(learning_rate=1e-3), LoraMethod(r=4, alpha=8, dropout=0.1)],
-                         ids=["full", "lora-with-dropout"])
+@pytest.mark.parametrize("method", [FullMethod(learning_rate=1e-3), LoraMethod(r=4, alpha=8, dropout=0.1),
+                                    PrefixMethod(num_virtual_tokens=4), PromptMethod(num_virtual_tokens=4)],
+                         ids=["full", "lora-with-dropout", "prefix", "prompt"])
 def test_a_run_resumed_after_a_kill_logs_the_uninterrupted_losses_once_per_step(tiny_lm_dir, tmp_path, method):
     reference, ref_model = run(tiny_lm_dir, method, None)
     before, _ = run(tiny_lm_dir, method, tmp_path / "ckpt", kill_at=6)
@@ -94,3 +98,29 @@ def test_a_full_disk_fails_the_save_and_keeps_the_previous_checkpoint(tmp_path, 
         checkpoints.save(2, {"step": 2})
     assert [p.name for p in checkpoints.files()] == ["step-00000001.pt"]
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_the_run_json_names_the_run_before_the_first_checkpoint_and_a_torn_one_is_not_fatal(tmp_path, capsys):
+    journal = Journal(lambda m, s: None, lambda d, n: None, deferred=True)
+    Checkpointer(tmp_path, 0.0, FINGERPRINT, journal).claim("run-a")
+    assert Checkpointer(tmp_path, 0.0, FINGERPRINT, journal).saved_run_id() == "run-a"  # killed at step 0
+    assert Checkpointer(tmp_path, 0.0, {**FINGERPRINT, "train.batch_size": 4}, journal).saved_run_id() is None
+    assert not list(tmp_path.glob(".*.tmp"))
+    (tmp_path / "run.json").write_text("")  # as a kill during the earlier, non-atomic write left it
+    assert Checkpointer(tmp_path, 0.0, FINGERPRINT, journal).saved_run_id() is None
+    assert f"{tmp_path / 'run.json'} is unreadable" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("status, continued", [("RUNNING", True), ("FAILED", False), ("FINISHED", False)])
+def test_a_cell_continues_the_run_a_kill_left_running_and_not_one_that_ended(tracking, tmp_path, status, continued):
+    journal = Journal(lambda m, s: None, lambda d, n: None, deferred=True)
+    checkpoints = Checkpointer(tmp_path / "ckpt", 0.0, FINGERPRINT, journal)
+    with mlflow.start_run():
+        first = start_cell_run("cell", checkpoints).info.run_id
+        mlflow.end_run(status)
+        if status == "RUNNING":
+            MlflowClient().update_run(first, "RUNNING")
+        second = start_cell_run("cell", checkpoints).info.run_id
+        mlflow.end_run()
+    assert (second == first) is continued
+    assert Checkpointer(tmp_path / "ckpt", 0.0, FINGERPRINT, journal).saved_run_id() == second
