@@ -27,10 +27,10 @@ def journal_and_checkpoints(spec, params: dict, splits: Splits, directory: Path 
     until a checkpoint covers them when the cell keeps checkpoints (else None). A rank that does
     not lead (under torchrun) logs nothing and only reads the checkpoints."""
     keeps = directory is not None and spec.train.checkpoint_every_minutes is not None
-    journal = Journal(lambda metrics, step: mlflow.log_metrics(metrics, step=step),
+    journal = Journal(lambda metrics, step, timestamp: mlflow.log_metrics(metrics, step=step, timestamp=timestamp),
                       lambda data, name: mlflow.log_table(data, artifact_file=name), deferred=keeps and leads)
     if not leads:
-        journal = Journal(lambda metrics, step: None, lambda data, name: None, deferred=False)
+        journal = Journal(lambda metrics, step, timestamp: None, lambda data, name: None, deferred=False)
     if not keeps:
         return journal, None
     fingerprint = {k: v for k, v in params.items() if k not in RESUMABLE_CHANGES}

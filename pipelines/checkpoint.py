@@ -9,7 +9,9 @@ point and resumed computes the same per-step losses as one that was never interr
 - the loop's counters, the training seconds already spent against the time budget, and the best
   validation so far with its weights;
 - the metrics logged since the previous checkpoint (the `Journal`), which reach MLflow only once
-  the checkpoint that covers them is on disk: a resumed run shows one value per step.
+  the checkpoint that covers them is on disk: a resumed run shows one value per step. Each value
+  keeps the time it was computed, so one sent twice (a kill after the send, before the file
+  marking it sent) is the same row, which MLflow's SQL stores keep once.
 
 Beside them, `run.json` names the MLflow run the cell trains in; it is written (atomically) as
 the run starts, so a cell killed even before its first checkpoint continues the same run.
@@ -56,7 +58,7 @@ class Journal:
         self.pending: list[tuple[str, Any, Any]] = []
 
     def metrics(self, metrics: dict, step: int) -> None:
-        self._add(("metrics", {k: float(v) for k, v in metrics.items()}, step))
+        self._add(("metrics", {k: float(v) for k, v in metrics.items()}, step, int(time.time() * 1000)))
 
     def table(self, data: dict[str, list], artifact_file: str) -> None:
         self._add(("table", data, artifact_file))
@@ -68,8 +70,10 @@ class Journal:
             self.replay([entry])
 
     def replay(self, entries) -> None:
-        for kind, payload, where in entries:
-            self._sinks[kind](payload, where)
+        """Send entries on: a metric with the time it was computed (`log_metrics(metrics, step,
+        timestamp)`), a table as it is (`log_table(data, artifact_file)`)."""
+        for kind, payload, where, *stamp in entries:
+            self._sinks[kind](payload, where, *stamp)
 
     def flush(self) -> None:
         entries, self.pending = self.pending, []

@@ -28,7 +28,7 @@ def run(model_dir, method, directory, kill_at=None, fingerprint=FINGERPRINT, ste
     model = method.apply(model)
     logged = []
 
-    def log_metrics(metrics, step):
+    def log_metrics(metrics, step, timestamp):
         logged.append((step, metrics["train_loss"]))
 
     journal = Journal(log_metrics, lambda data, name: None, deferred=directory is not None)
@@ -78,7 +78,7 @@ def test_a_truncated_checkpoint_refuses_with_its_path_and_a_half_written_one_is_
     run(tiny_lm_dir, FullMethod(learning_rate=1e-3), directory, kill_at=4)
     newest = sorted(directory.glob("step-*.pt"))[-1]
     (directory / ".step-00000004.pt.tmp").write_bytes(newest.read_bytes()[:100])  # killed while saving step 4
-    journal = Journal(lambda m, s: None, lambda d, n: None, deferred=True)
+    journal = Journal(lambda m, s, t: None, lambda d, n: None, deferred=True)
     assert Checkpointer(directory, 0.0, FINGERPRINT, journal).latest()["step"] == 3
     newest.write_bytes(newest.read_bytes()[:1000])
     with pytest.raises(PlatformError, match=rf"checkpoint {newest} is corrupt or truncated"):
@@ -86,7 +86,7 @@ def test_a_truncated_checkpoint_refuses_with_its_path_and_a_half_written_one_is_
 
 
 def test_a_full_disk_fails_the_save_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    journal = Journal(lambda m, s: None, lambda d, n: None, deferred=True)
+    journal = Journal(lambda m, s, t: None, lambda d, n: None, deferred=True)
     checkpoints = Checkpointer(tmp_path, 0.0, FINGERPRINT, journal)
     checkpoints.save(1, {"step": 1})
 
@@ -100,8 +100,20 @@ def test_a_full_disk_fails_the_save_and_keeps_the_previous_checkpoint(tmp_path, 
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_metrics_sent_again_after_a_kill_before_their_marker_are_kept_once(tracking, tmp_path):
+    journal = Journal(lambda m, s, t: mlflow.log_metrics(m, step=s, timestamp=t), lambda d, n: None, deferred=True)
+    checkpoints = Checkpointer(tmp_path, 0.0, FINGERPRINT, journal)
+    with mlflow.start_run() as active:
+        journal.metrics({"train_loss": 2.5}, 1)
+        checkpoints.save(1, {"step": 1})
+        (tmp_path / "step-00000001.logged").unlink()  # killed after the metrics were sent, before the marker
+        Checkpointer(tmp_path, 0.0, FINGERPRINT, journal).latest()  # the resumed run sends them again
+    history = MlflowClient().get_metric_history(active.info.run_id, "train_loss")
+    assert [(m.step, m.value) for m in history] == [(1, 2.5)]
+
+
 def test_the_run_json_names_the_run_before_the_first_checkpoint_and_a_torn_one_is_not_fatal(tmp_path, capsys):
-    journal = Journal(lambda m, s: None, lambda d, n: None, deferred=True)
+    journal = Journal(lambda m, s, t: None, lambda d, n: None, deferred=True)
     Checkpointer(tmp_path, 0.0, FINGERPRINT, journal).claim("run-a")
     assert Checkpointer(tmp_path, 0.0, FINGERPRINT, journal).saved_run_id() == "run-a"  # killed at step 0
     assert Checkpointer(tmp_path, 0.0, {**FINGERPRINT, "train.batch_size": 4}, journal).saved_run_id() is None
@@ -113,7 +125,7 @@ def test_the_run_json_names_the_run_before_the_first_checkpoint_and_a_torn_one_i
 
 @pytest.mark.parametrize("status, continued", [("RUNNING", True), ("FAILED", False), ("FINISHED", False)])
 def test_a_cell_continues_the_run_a_kill_left_running_and_not_one_that_ended(tracking, tmp_path, status, continued):
-    journal = Journal(lambda m, s: None, lambda d, n: None, deferred=True)
+    journal = Journal(lambda m, s, t: None, lambda d, n: None, deferred=True)
     checkpoints = Checkpointer(tmp_path / "ckpt", 0.0, FINGERPRINT, journal)
     with mlflow.start_run():
         first = start_cell_run("cell", checkpoints).info.run_id
