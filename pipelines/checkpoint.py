@@ -98,11 +98,12 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def loop_state(step: int, named, optimizer, meter, best) -> dict:
+def loop_state(step: int, named, optimizer, meter, best, stopped_by: str | None = None) -> dict:
     """What a checkpoint holds: the loop's `named` trainable parameters, its optimizer, its meter
-    (counters, training time) and its best validation (`state()` of each), the RNG states."""
+    (counters, training time) and its best validation (`state()` of each), the RNG states, and
+    why training stopped, in the checkpoint written when it did (None while it goes on)."""
     return {"step": step, "weights": {name: p.detach() for name, p in named}, "optimizer": optimizer.state_dict(),
-            "rng": rng_state(), "meter": meter.state(), "best": best.state()}
+            "rng": rng_state(), "meter": meter.state(), "best": best.state(), "stopped_by": stopped_by}
 
 
 @torch.no_grad()

@@ -100,6 +100,18 @@ def test_a_full_disk_fails_the_save_and_keeps_the_previous_checkpoint(tmp_path, 
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_a_run_killed_after_training_ended_trains_nothing_again(tiny_lm_dir, tmp_path):
+    """Killed while the cell evaluates: the checkpoint written as training ended holds its last
+    steps, so the resumed run logs no step twice and has the trained weights."""
+    method = LoraMethod(r=4, alpha=8)
+    logged, trained = run(tiny_lm_dir, method, tmp_path / "ckpt")
+    assert [s for s, _ in logged] == list(range(1, 10))
+    again, model = run(tiny_lm_dir, method, tmp_path / "ckpt")
+    assert again == []
+    for (name, a), (_, b) in zip(model.named_parameters(), trained.named_parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
 def test_metrics_sent_again_after_a_kill_before_their_marker_are_kept_once(tracking, tmp_path):
     journal = Journal(lambda m, s, t: mlflow.log_metrics(m, step=s, timestamp=t), lambda d, n: None, deferred=True)
     checkpoints = Checkpointer(tmp_path, 0.0, FINGERPRINT, journal)
