@@ -101,8 +101,6 @@ def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, p
     params = cell_params(spec, model_src, dataset, method)
     journal, checkpoints = journal_and_checkpoints(spec, params, splits, checkpoint_dir)
     run = start_cell_run(label, checkpoints)
-    if checkpoints is not None:
-        checkpoints.run_id = run.info.run_id
     result = CellResult(model_src.name, dataset.name, method.name, "FAILED", run.info.run_id)
     validated_at: list[int] = []  # steps seen by on_validation: the last one is where a trial was pruned
 

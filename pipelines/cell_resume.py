@@ -27,10 +27,10 @@ def journal_and_checkpoints(spec, params: dict, splits: Splits, directory: Path 
     until a checkpoint covers them when the cell keeps checkpoints (else None). A rank that does
     not lead (under torchrun) logs nothing and only reads the checkpoints."""
     keeps = directory is not None and spec.train.checkpoint_every_minutes is not None
-    journal = Journal(lambda metrics, step: mlflow.log_metrics(metrics, step=step),
+    journal = Journal(lambda metrics, step, timestamp: mlflow.log_metrics(metrics, step=step, timestamp=timestamp),
                       lambda data, name: mlflow.log_table(data, artifact_file=name), deferred=keeps and leads)
     if not leads:
-        journal = Journal(lambda metrics, step: None, lambda data, name: None, deferred=False)
+        journal = Journal(lambda metrics, step, timestamp: None, lambda data, name: None, deferred=False)
     if not keeps:
         return journal, None
     fingerprint = {k: v for k, v in params.items() if k not in RESUMABLE_CHANGES}
@@ -40,16 +40,36 @@ def journal_and_checkpoints(spec, params: dict, splits: Splits, directory: Path 
 
 
 def start_cell_run(label: str, checkpoints: Checkpointer | None):
-    """The cell's nested run: the run its newest checkpoint belongs to, continued, or a new one."""
-    saved = checkpoints.saved_run_id() if checkpoints is not None else None
+    """The cell's nested run: the run a killed process was training it in, continued, or a new one
+    (claimed in the checkpoint folder before anything is trained)."""
+    saved = _run_to_continue(checkpoints) if checkpoints is not None else None
     if saved:
-        try:
-            run = mlflow.start_run(run_id=saved, nested=True, log_system_metrics=True)
-            print(f"  continuing run {saved} from its checkpoint in {checkpoints.directory}", flush=True)
-            return run
-        except mlflow.exceptions.MlflowException as exc:
-            print(f"  run {saved} of the checkpoint is gone ({one_line(exc)}): resuming in a new run", flush=True)
-    return mlflow.start_run(run_name=label, nested=True, log_system_metrics=True)
+        run = mlflow.start_run(run_id=saved, nested=True, log_system_metrics=True)
+        print(f"  continuing run {saved} from its checkpoint in {checkpoints.directory}", flush=True)
+        return run
+    run = mlflow.start_run(run_name=label, nested=True, log_system_metrics=True)
+    if checkpoints is not None:
+        checkpoints.claim(run.info.run_id)
+    return run
+
+
+def _run_to_continue(checkpoints: Checkpointer) -> str | None:
+    """The run the folder names, if it is to go on: it still has checkpoints, or it was killed
+    before its first (still RUNNING). One that FINISHED left its folder behind (killed before the
+    folder was removed): the folder is removed and the cell trains in a new run."""
+    saved = checkpoints.saved_run_id()
+    if not saved:
+        return None
+    try:
+        status = mlflow.MlflowClient().get_run(saved).info.status
+    except mlflow.exceptions.MlflowException as exc:
+        print(f"  run {saved} of the checkpoint is gone ({one_line(exc)}): resuming in a new run", flush=True)
+        return None
+    if status == "FINISHED":
+        print(f"  run {saved} of the checkpoint in {checkpoints.directory} had finished: training afresh", flush=True)
+        checkpoints.clear()
+        return None
+    return saved if checkpoints.files() or status == "RUNNING" else None
 
 
 def log_params(params: dict) -> None:

@@ -9,7 +9,12 @@ point and resumed computes the same per-step losses as one that was never interr
 - the loop's counters, the training seconds already spent against the time budget, and the best
   validation so far with its weights;
 - the metrics logged since the previous checkpoint (the `Journal`), which reach MLflow only once
-  the checkpoint that covers them is on disk: a resumed run shows one value per step.
+  the checkpoint that covers them is on disk: a resumed run shows one value per step. Each value
+  keeps the time it was computed, so one sent twice (a kill after the send, before the file
+  marking it sent) is the same row, which MLflow's SQL stores keep once.
+
+Beside them, `run.json` names the MLflow run the cell trains in; it is written (atomically) as
+the run starts, so a cell killed even before its first checkpoint continues the same run.
 
 Written atomically: `torch.save` to a temporary file in the same folder, fsync, `os.replace`.
 The newest `keep` files are kept; older ones are deleted only after the new one is complete, so
@@ -22,6 +27,7 @@ several processes also holds each rank's RNG state (`rank_rng`: see `pipelines/d
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -52,7 +58,7 @@ class Journal:
         self.pending: list[tuple[str, Any, Any]] = []
 
     def metrics(self, metrics: dict, step: int) -> None:
-        self._add(("metrics", {k: float(v) for k, v in metrics.items()}, step))
+        self._add(("metrics", {k: float(v) for k, v in metrics.items()}, step, int(time.time() * 1000)))
 
     def table(self, data: dict[str, list], artifact_file: str) -> None:
         self._add(("table", data, artifact_file))
@@ -64,8 +70,10 @@ class Journal:
             self.replay([entry])
 
     def replay(self, entries) -> None:
-        for kind, payload, where in entries:
-            self._sinks[kind](payload, where)
+        """Send entries on: a metric with the time it was computed (`log_metrics(metrics, step,
+        timestamp)`), a table as it is (`log_table(data, artifact_file)`)."""
+        for kind, payload, where, *stamp in entries:
+            self._sinks[kind](payload, where, *stamp)
 
     def flush(self) -> None:
         entries, self.pending = self.pending, []
@@ -90,11 +98,12 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def loop_state(step: int, named, optimizer, meter, best) -> dict:
+def loop_state(step: int, named, optimizer, meter, best, stopped_by: str | None = None) -> dict:
     """What a checkpoint holds: the loop's `named` trainable parameters, its optimizer, its meter
-    (counters, training time) and its best validation (`state()` of each), the RNG states."""
+    (counters, training time) and its best validation (`state()` of each), the RNG states, and
+    why training stopped, in the checkpoint written when it did (None while it goes on)."""
     return {"step": step, "weights": {name: p.detach() for name, p in named}, "optimizer": optimizer.state_dict(),
-            "rng": rng_state(), "meter": meter.state(), "best": best.state()}
+            "rng": rng_state(), "meter": meter.state(), "best": best.state(), "stopped_by": stopped_by}
 
 
 @torch.no_grad()
@@ -126,14 +135,14 @@ class Checkpointer:
 
     `fingerprint` is what shaped the run (a flat dict of settings); resuming from a checkpoint
     written under another one refuses, naming the differing field. `journal` is flushed after
-    each save; `run_id` (the MLflow run being trained) is kept beside the files so a restarted
+    each save; the MLflow run being trained is kept beside the files (`claim`) so a restarted
     grid continues that same run. `reads_only`: a rank other than 0 under torchrun, which restores
     from the files but never writes them nor replays their metrics."""
 
     def __init__(self, directory: Path, every_seconds: float | None, fingerprint: dict, journal: Journal,
-                 keep: int = 2, run_id: str | None = None, reads_only: bool = False):
+                 keep: int = 2, reads_only: bool = False):
         self.directory, self.every_seconds, self.fingerprint = Path(directory), every_seconds, fingerprint
-        self.journal, self.keep, self.run_id, self.reads_only = journal, keep, run_id, reads_only
+        self.journal, self.keep, self.reads_only = journal, keep, reads_only
         self.last_saved = time.monotonic()
         self.saves, self.save_seconds = 0, 0.0
 
@@ -144,12 +153,34 @@ class Checkpointer:
         found = [p for p in self.directory.glob("step-*.pt") if _FILE.fullmatch(p.name)]
         return sorted(found, key=lambda p: int(_FILE.fullmatch(p.name).group(1)))
 
+    def _config(self) -> str:
+        return hashlib.sha1(json.dumps(self.fingerprint, sort_keys=True, default=str).encode()).hexdigest()
+
+    def claim(self, run_id: str) -> None:
+        """Record that this folder's cell trains in MLflow run `run_id`, before any checkpoint:
+        written to a temporary file and renamed, so a kill leaves the old marker or the new one."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        marker, staging = self.directory / "run.json", self.directory / ".run.json.tmp"
+        with open(staging, "w") as handle:
+            json.dump({"run_id": run_id, "config": self._config()}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staging, marker)
+
     def saved_run_id(self) -> str | None:
-        """The MLflow run the newest checkpoint belongs to (None when there is none)."""
+        """The MLflow run this folder's cell was training in: the one its checkpoints belong to,
+        or, before the first checkpoint, the one claimed under this same config; else None."""
         marker = self.directory / "run.json"
-        if not self.files() or not marker.is_file():
+        try:
+            saved = json.loads(marker.read_text())
+        except FileNotFoundError:
             return None
-        return json.loads(marker.read_text()).get("run_id")
+        except (OSError, ValueError) as exc:  # not written by `claim` (an older version's, half-written)
+            print(f"  {marker} is unreadable ({first_line(exc)}): the cell trains in a new run", flush=True)
+            return None
+        if not self.files() and saved.get("config") != self._config():
+            return None  # nothing trained yet under another config: a new run, not that one continued
+        return saved.get("run_id")
 
     def latest(self) -> dict | None:
         """The newest complete checkpoint's state, checked against this run's fingerprint, with
@@ -187,8 +218,6 @@ class Checkpointer:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(staging, path)
-            if self.run_id:
-                (self.directory / "run.json").write_text(json.dumps({"run_id": self.run_id}))
         except OSError as exc:
             staging.unlink(missing_ok=True)
             raise PlatformError(f"cannot write checkpoint {path}: {exc.strerror or first_line(exc)} "

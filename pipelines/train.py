@@ -200,9 +200,10 @@ def _validate(model, done: int, settings, validate, on_validation, best: BestChe
 
 
 def _start(checkpoints: Checkpointer | None, named, optimizer, meter: _Meter, best: BestCheckpoint, settings,
-           total_steps: int, ranks: OneProcess) -> tuple[int, float]:
-    """(first step, deadline): step 0 and the whole time budget, or where the newest checkpoint
-    left off and the budget it left; every rank there."""
+           total_steps: int, ranks: OneProcess) -> tuple[int, float, str | None]:
+    """(first step, deadline, stopped by): step 0 and the whole time budget, or where the newest
+    checkpoint left off and the budget it left, every rank there; with why training had already
+    stopped when that checkpoint was its last (None: it goes on, as after a longer time budget)."""
     saved = checkpoints.latest() if checkpoints is not None else None
     first = 0
     if saved is not None:
@@ -212,7 +213,8 @@ def _start(checkpoints: Checkpointer | None, named, optimizer, meter: _Meter, be
     ranks.start(first, saved)
     spent = saved["meter"]["train_seconds"] if saved else 0.0
     deadline = time.perf_counter() + settings.max_minutes * 60 - spent if settings.max_minutes else math.inf
-    return first, deadline
+    ended = (saved or {}).get("stopped_by")
+    return first, deadline, None if ended == "time" and time.perf_counter() < deadline else ended
 
 
 def train(
@@ -236,7 +238,8 @@ def train(
 
     With `checkpoints`, the run starts from the newest checkpoint there (if any) and saves one
     whenever `checkpoints.due()` and at the time budget: resumed, it logs and computes exactly
-    what the uninterrupted run would have from that step on. Under torchrun every rank calls it
+    what the uninterrupted run would have from that step on. One is saved when training ends too,
+    so a kill while the cell evaluates trains nothing again. Under torchrun every rank calls it
     alike, with `loss_weight(batch)`, what `loss` averages over (`pipelines/data_parallel.py`)."""
     total_steps, stopped_by = plan_steps(len(examples), settings)
     warmup = int(total_steps * settings.warmup_ratio)
@@ -249,7 +252,9 @@ def train(
     best = BestCheckpoint(params, greater_is_better=greater_is_better, patience=settings.early_stopping_patience)
     meter = _Meter(time.perf_counter(), torch.zeros((), device=device))
     ranks = data_parallel(model, examples, collate, pad_id, loss_weight, seed)
-    first, deadline = _start(checkpoints, named, optimizer, meter, best, settings, total_steps, ranks)
+    first, deadline, ended = _start(checkpoints, named, optimizer, meter, best, settings, total_steps, ranks)
+    if ended:  # the checkpoint was written as training ended: nothing is left to train
+        stopped_by, total_steps = ended, first
     stream = _batch_stream(lengths, settings.batch_size, seed, skip=first * settings.grad_accum)
     model.train()
     step = first - 1
@@ -276,11 +281,13 @@ def train(
             if stop_early and not out_of_time:
                 stopped_by = "early_stopping"
                 break
-        if checkpoints is not None and done < total_steps and ranks.agree(out_of_time or checkpoints.due()):
+        if checkpoints is not None and done < total_steps and not out_of_time and ranks.agree(checkpoints.due()):
             ranks.save(checkpoints, done, partial(loop_state, done, named, optimizer, meter, best))
         if out_of_time:
             stopped_by = "time"
             break
+    if checkpoints is not None and step + 1 > first:  # the end of training, with the metrics of its last steps
+        ranks.save(checkpoints, step + 1, partial(loop_state, step + 1, named, optimizer, meter, best, stopped_by))
     elapsed = time.perf_counter() - meter.started
     ranks.stop()
     if validating:

@@ -70,7 +70,7 @@ def losses(model_dir: str, scratch: Path, resume: bool = True) -> dict:
     if not resume:
         return found
     found["resumed: uninterrupted"] = run(model_dir, *RESUMED)[0]
-    journal = Journal(lambda metrics, step: None, lambda data, name: None, deferred=False)
+    journal = Journal(lambda metrics, step, timestamp: None, lambda data, name: None, deferred=False)
     checkpoints = lambda: Checkpointer(scratch / "ckpt", 0.0, {"run": "resumed"}, journal,
                                        reads_only=not distributed.is_main())
 

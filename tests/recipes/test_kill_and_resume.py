@@ -92,10 +92,14 @@ def test_a_scratch_gpt_killed_at_a_random_step_resumes_to_the_uninterrupted_loss
     assert not (killed / "ckpt").exists() or not list((killed / "ckpt").rglob("step-*.pt"))
 
 
-# Prefix and prompt tuning are left out: in one full-suite run, the grid resumed after a kill in
-# the prefix cell exited 1 before the prompt cell's kill step (passed alone; cause not found yet).
+# Prefix and prompt tuning were once left out here after a grid resumed in the prefix cell exited 1.
+# The method was not the cause: each checkpoint rewrote run.json in place, a kill between its
+# truncation and its write left it empty (1 kill in 20 at a prefix cell's step 3, measured), and the
+# next run's json.loads failed the whole grid. run.json is now written once, atomically, as the
+# cell's run starts (tests/pipelines/test_checkpoint.py has that and the other kill windows).
 EVERY_METHOD = [{"name": "full", "learning_rate": 1e-3}, {"name": "lora", "r": 2, "dropout": 0.1},
-                {"name": "dora", "r": 2}, {"name": "qlora", "r": 2}, {"name": "ia3"}]
+                {"name": "dora", "r": 2}, {"name": "qlora", "r": 2}, {"name": "ia3"},
+                {"name": "prefix", "num_virtual_tokens": 4}, {"name": "prompt", "num_virtual_tokens": 4}]
 METHOD_STEPS = 10
 
 
