@@ -63,7 +63,8 @@ def grid_seconds(env: dict[str, str], steps: int) -> float:
     overrides = [f"train.max_steps={steps}", "train.max_minutes=null", "train.epochs=100", "registry.promote=false"]
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "pipelines.compare", "experiments/dialogsum_demo.yaml",
-                           "--set", *overrides], cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True, check=False)
+                           "--set", " ".join(overrides)], cwd=REPO, env={**os.environ, **env},
+                          capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"error: the grid failed against {env['MLFLOW_TRACKING_URI']}: {done.stderr[-500:]}")
     return time.perf_counter() - started
