@@ -77,5 +77,10 @@ def paged_runs(client, experiment_ids: list[str], filter_string: str, order_by: 
 
 
 def quoted(value: str) -> str:
-    """A string literal for an MLflow search filter."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """A string literal for an MLflow search filter, whose grammar has no escapes: single quotes,
+    or double quotes around a value that holds a single one."""
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' in value:
+        raise ValueError(f"an MLflow filter cannot hold a value with both kinds of quote: {value!r}")
+    return f'"{value}"'

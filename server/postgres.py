@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import subprocess
 import time
 import warnings
@@ -148,7 +147,3 @@ class Postgres:
         """A SQLAlchemy URL with no password in it: libpq reads it from PGPASSFILE."""
         return (f"{driver}://{self.settings.database_role}@{self.settings.client_host}:"
                 f"{self.settings.postgres_port}/{database}")
-
-    def remove(self) -> None:
-        self.stop()
-        shutil.rmtree(self.data, ignore_errors=True)
