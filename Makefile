@@ -45,7 +45,8 @@ browser:
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }; }
 
 demo: setup
-	mlflow run . -e peft_compare --env-manager local -P experiment=$(SPEC) -P set="$(SET)"
+	mlflow run . -e peft_compare --env-manager local --experiment-name $(basename $(notdir $(SPEC))) \
+	  -P experiment=$(SPEC) -P set="$(SET)"
 
 test: setup browser
 	$(PY) -m pytest

@@ -1,7 +1,8 @@
 """`peft_compare`: one parent MLflow run, one child run per (model, method, dataset), a report,
-and promotion of the best cell.
+and promotion of the best cell. The runs go to the MLflow experiment named after the spec.
 
-    mlflow run . -e peft_compare -P experiment=experiments/dialogsum_demo.yaml --env-manager local
+    mlflow run . -e peft_compare --env-manager local --experiment-name dialogsum_demo \\
+        -P experiment=experiments/dialogsum_demo.yaml
     python -m pipelines.compare experiments/dialogsum_demo.yaml
     python -m pipelines.compare experiments/dialogsum_demo.yaml --set "train.max_steps=2 eval.max_examples=3"
 
@@ -13,7 +14,7 @@ Data-parallel on N processes (gloo on CPUs, NCCL on GPUs; `pipelines/distributed
 spec and the same losses, one set of runs logged by rank 0:
 
     torchrun --standalone --nproc_per_node=2 -m pipelines.compare experiments/dialogsum_demo.yaml
-    mlflow run . -e peft_compare -P processes=2 --env-manager local     # the same, through --processes
+    mlflow run . -e peft_compare --env-manager local --experiment-name dialogsum_demo -P processes=2  # the same
 """
 from __future__ import annotations
 
@@ -35,9 +36,9 @@ from pipelines.report import comparison_table, quality_cost_chart, reading, refe
 from pipelines.resume import cell_key, data_fingerprint, mark_resumed, reusable_cells
 from pipelines.runtime import configure_threads
 from pipelines.sources.leakage import log_leakage
-from pipelines.spec_paths import add_set_argument, parse_overrides
+from pipelines.spec_paths import add_set_argument, experiment_of, parse_overrides
 from pipelines.tasks import get_task
-from pipelines.tracking import failing_run_on_error, setup_tracking
+from pipelines.tracking import failing_run_on_error, setup_tracking, use_experiment
 from registry.promote import best_of, promote
 
 
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     with distributed.processes():  # under torchrun: rank 0 runs the grid, the others train its cells with it
         if not distributed.is_main():
             return follow_cells()
+        use_experiment(experiment_of(args.experiment))
         with failing_run_on_error(run_name="peft_compare"):
             spec = load_spec(args.experiment, parse_overrides(args.set))
             distributed.device(spec.train.device)  # a device the processes cannot share fails here

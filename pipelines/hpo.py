@@ -1,6 +1,7 @@
 """`hpo`: tune the one cell of an experiment spec with Optuna; each trial is a nested MLflow run.
 
-    mlflow run . -e hpo --env-manager local -P experiment=experiments/hpo_dialogsum_lora.yaml
+    mlflow run . -e hpo --env-manager local --experiment-name hpo_dialogsum_lora \\
+        -P experiment=experiments/hpo_dialogsum_lora.yaml
     python -m pipelines.hpo experiments/hpo_dialogsum_lora.yaml --n-trials 8 --storage URL --study NAME
 
 One process is one worker: it opens one parent MLflow run, attaches to the study in the Optuna
@@ -37,9 +38,9 @@ from pipelines.hpo_storage import StudyLock, default_storage, journal_path, open
 from pipelines.preflight import resolve_inputs
 from pipelines.runtime import configure_threads
 from pipelines.sources.datasets import Splits
-from pipelines.spec_paths import add_set_argument, parse_overrides
+from pipelines.spec_paths import add_set_argument, experiment_of, parse_overrides
 from pipelines.tasks import get_task
-from pipelines.tracking import failing_run_on_error, setup_tracking
+from pipelines.tracking import failing_run_on_error, setup_tracking, use_experiment
 
 
 class TrialFailed(Exception):
@@ -185,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     with distributed.processes():  # under torchrun: rank 0 runs the study, the others train its trials with it
         if not distributed.is_main():
             return follow_cells()
+        use_experiment(experiment_of(args.experiment))
         with failing_run_on_error(run_name="hpo"):
             spec = load_spec(args.experiment, parse_overrides(args.set))
             study, mine = run(spec, args.experiment, args.n_trials, args.storage, args.study, args.sampler_seed)

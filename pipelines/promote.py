@@ -1,9 +1,12 @@
 """`promote`: register the best finished run of an experiment (or of one grid) and move
 `@champion` to it only if it beats the current champion and meets the declared constraints.
 
-    mlflow run . -e promote --env-manager local -P experiment=Default -P model_name=dialogue-summarizer \\
-        -P metric=rougeL -P max_saved_mb=50 -P max_p50_latency_ms=5000
-    python -m pipelines.promote --experiment Default --model-name dialogue-summarizer --max-saved-mb 50
+    mlflow run . -e promote --env-manager local -P experiment=experiments/dialogsum_demo.yaml \\
+        -P model_name=dialogue-summarizer -P metric=rougeL -P max_saved_mb=50 -P max_p50_latency_ms=5000
+    python -m pipelines.promote --experiment dialogsum_demo --model-name dialogue-summarizer --max-saved-mb 50
+
+`--experiment` is an MLflow experiment's name or a spec, whose runs went to the experiment named
+after it.
 
 Running it twice registers nothing new; failed or unfinished runs are never candidates.
 """
@@ -19,6 +22,7 @@ from mlflow import MlflowClient
 
 from pipelines.errors import PlatformError
 from pipelines.runtime import configure_threads
+from pipelines.spec_paths import experiment_of
 from pipelines.tracking import paged_runs, quoted, setup_tracking
 from registry.promote import best_of, promote
 
@@ -77,7 +81,8 @@ def run(experiment: str, model_name: str, metric: str, greater_is_better: bool, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="promote", description=__doc__.splitlines()[0])
-    parser.add_argument("--experiment", default="Default", help="MLflow experiment holding the runs")
+    parser.add_argument("--experiment", default="experiments/dialogsum_demo.yaml",
+                        help="the MLflow experiment holding the runs: its name, or the spec whose runs went to it")
     parser.add_argument("--parent-run", default=None, help="only the cells of this peft_compare parent run")
     parser.add_argument("--model-name", required=True, help="registered model name")
     parser.add_argument("--metric", default="rougeL")
@@ -89,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_tracking()
     configure_threads()
     try:
-        run(args.experiment, args.model_name, args.metric, not args.lower_is_better, args.parent_run or None,
+        experiment = experiment_of(args.experiment) if args.experiment.endswith((".yaml", ".yml")) else args.experiment
+        run(experiment, args.model_name, args.metric, not args.lower_is_better, args.parent_run or None,
             args.max_saved_mb, args.max_p50_latency_ms, args.latency_samples)
     except PlatformError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)

@@ -2,7 +2,8 @@
 both `hpo` (a trial's sampled values) and the command line (`--set`, `-P set=...`) go through.
 
     python -m pipelines.compare experiments/dialogsum_demo.yaml --set "train.max_steps=2 eval.max_examples=3"
-    mlflow run . -e peft_compare --env-manager local -P set="train.max_steps=2 methods.1.r=4"
+    mlflow run . -e peft_compare --env-manager local --experiment-name dialogsum_demo \\
+        -P set="train.max_steps=2 methods.1.r=4"
 
 Values are YAML scalars or flow collections (`2`, `null`, `3.0e-4`, `[q_proj, v_proj]`,
 `{name: lora, r: 4}`); quote a value that holds spaces (`generation.instruction='Sum it up.'`).
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import shlex
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -86,3 +88,14 @@ def add_set_argument(parser: argparse.ArgumentParser) -> None:
     """The `--set` flag every spec-reading entry point takes (`-P set=...` under `mlflow run`)."""
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE ...",
                         help="override spec fields by dotted path, e.g. --set \"train.max_steps=2 methods.1.r=4\"")
+
+
+def experiment_of(spec_path: str | Path) -> str:
+    """The MLflow experiment a spec's runs go to: named after the spec (its `name`, else its
+    file's stem). Read leniently, before the spec is validated, so that a spec that fails to load
+    still leaves its FAILED run beside the spec's other runs."""
+    try:
+        name = (yaml.safe_load(Path(spec_path).read_text()) or {}).get("name")
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        name = None
+    return name if isinstance(name, str) and name.strip() else Path(spec_path).stem

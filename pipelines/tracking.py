@@ -8,11 +8,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from pipelines.errors import PlatformError, one_line
-from pipelines.tracking_server import check_server
+from pipelines.tracking_server import check_server, shown
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+# The tag MLflow 3's UI reads to open an experiment on its model-training pages rather than the
+# GenAI overview. The pinned UI (3.17) lets its own workflow switch (`?workflowType=`) override it,
+# so links we print carry that too (`experiment_link`).
+EXPERIMENT_KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def setup_tracking() -> str:
@@ -30,6 +36,59 @@ def setup_tracking() -> str:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
     return uri
+
+
+def use_experiment(name: str) -> str:
+    """Send this process's runs to the experiment named `name` (a spec's), created if missing;
+    returns its id. An experiment chosen from outside wins: `mlflow run --experiment-name` (the
+    run exists already), or MLFLOW_EXPERIMENT_NAME / MLFLOW_EXPERIMENT_ID. A deleted experiment
+    is a one-line error (exit 2): no run can be opened to record it."""
+    try:
+        experiment_id = _chosen_experiment(MlflowClient(), name)
+    except PlatformError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    outside = os.environ.get("MLFLOW_EXPERIMENT_ID")
+    mlflow.set_experiment(experiment_id=experiment_id)
+    if outside is None:  # set_experiment exports its choice, which a later call would take for one made outside
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    return experiment_id
+
+
+def _chosen_experiment(client: MlflowClient, name: str) -> str:
+    if run_id := os.environ.get("MLFLOW_RUN_ID"):
+        experiment_id = client.get_run(run_id).info.experiment_id
+    elif chosen := os.environ.get("MLFLOW_EXPERIMENT_NAME"):
+        experiment_id = _existing_or_created(client, chosen)
+    else:
+        experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID") or _existing_or_created(client, name)
+    experiment = client.get_experiment(experiment_id)
+    if experiment.lifecycle_stage == "deleted":
+        raise PlatformError(f"experiment '{experiment.name}' was deleted: restore it with `mlflow experiments "
+                            f"restore --experiment-id {experiment_id}`, or remove it for good with `mlflow gc`")
+    if EXPERIMENT_KIND_TAG not in experiment.tags:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
+    return experiment_id
+
+
+def _existing_or_created(client: MlflowClient, name: str) -> str:
+    if found := client.get_experiment_by_name(name):
+        return found.experiment_id
+    try:
+        return client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: TRAINING_KIND})
+    except MlflowException as exc:
+        # Two workers that start at once both find no experiment; the second to create it loses.
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def experiment_link(experiment_id: str, tracking_uri: str | None = None) -> str | None:
+    """The experiment's page in the UI of an http tracking server, on its training view."""
+    uri = (tracking_uri or mlflow.get_tracking_uri()).rstrip("/")
+    if not uri.startswith(("http://", "https://")):
+        return None
+    return f"{shown(uri)}/#/experiments/{experiment_id}?workflowType=machine_learning"
 
 
 def _end_nested_runs(parent, status: str) -> None:

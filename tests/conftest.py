@@ -98,7 +98,8 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 @pytest.fixture
 def dialogue_files(tmp_path) -> dict[str, Path]:
     rows = [{"dialogue": d, "summary": s} for d, s in DIALOGUES]
-    return {"train": write_jsonl(tmp_path / "train.jsonl", rows * 2), "eval": write_jsonl(tmp_path / "eval.jsonl", rows[:4])}
+    return {"train": write_jsonl(tmp_path / "train.jsonl", rows * 2),
+            "eval": write_jsonl(tmp_path / "eval.jsonl", rows[:4])}
 
 
 @pytest.fixture
@@ -111,9 +112,18 @@ def tracking(tmp_path, monkeypatch) -> str:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)
     mlflow.set_tracking_uri(uri)
+    _forget_experiment()
     yield uri
     while mlflow.active_run():
         mlflow.end_run()
+    _forget_experiment()
+
+
+def _forget_experiment() -> None:
+    """An entry point run in-process chose an experiment of the previous test's store."""
+    import mlflow
+
+    mlflow.tracking.fluent._active_experiment_id = None
 
 
 @pytest.fixture(scope="session")
@@ -143,9 +153,11 @@ def server_tracking(team_server, monkeypatch) -> str:
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", mlflow_server.credentials.admin_password)
     monkeypatch.setenv("PGPASSFILE", str(postgres.pgpass))
     mlflow.set_tracking_uri(settings.tracking_uri)
+    _forget_experiment()
     yield settings.tracking_uri
     while mlflow.active_run():
         mlflow.end_run()
+    _forget_experiment()
 
 
 def build_tiny_seq2seq(folder: Path, family: str, seed: int = 0) -> Path:
@@ -244,3 +256,10 @@ def postgres(team_server):
     _, server, _ = team_server
     os.environ["PGPASSFILE"] = str(server.pgpass)
     return server
+
+
+def every_experiment() -> list[str]:
+    """The ids of every experiment of the current store (a grid's runs go to its spec's)."""
+    from mlflow import MlflowClient
+
+    return [e.experiment_id for e in MlflowClient().search_experiments()]

@@ -7,6 +7,7 @@ from mlflow import MlflowClient
 
 from pipelines import cell, compare
 from pipelines.resume import cell_key
+from tests.conftest import every_experiment
 from tests.pipelines.test_compare import write_spec
 
 ORIGINAL_RUN = cell._run
@@ -43,14 +44,14 @@ def test_interrupted_grid_resumes_only_the_missing_cells(tracking, tmp_path, tin
     crash_grid(spec)
     assert ran == ["base", "lora"]
     client = MlflowClient()
-    first_parent = next(r for r in client.search_runs(["0"]) if "mlflow.parentRunId" not in r.data.tags)
+    first_parent = next(r for r in client.search_runs(every_experiment()) if "mlflow.parentRunId" not in r.data.tags)
     assert first_parent.info.status == "KILLED"
     assert client.search_registered_models() == []
 
     ran = trained_cells(monkeypatch)
     assert compare.main([spec]) == 0
     assert ran == ["ia3"]  # base and lora come from the interrupted grid
-    parents = [r for r in client.search_runs(["0"]) if "mlflow.parentRunId" not in r.data.tags]
+    parents = [r for r in client.search_runs(every_experiment()) if "mlflow.parentRunId" not in r.data.tags]
     second_parent = next(r for r in parents if r.info.run_id != first_parent.info.run_id)
     assert client.get_run(first_parent.info.run_id).data.tags["resumed_by"] == second_parent.info.run_id
     table = client.download_artifacts(second_parent.info.run_id, "report/comparison.csv")

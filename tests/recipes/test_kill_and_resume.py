@@ -14,6 +14,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from tests.conftest import every_experiment
 from tests.pipelines.tasks.test_language_modeling import TEXT
 
 STEPS = 30
@@ -50,8 +51,8 @@ def losses(client: MlflowClient, run_id: str) -> list[tuple[int, float]]:
     return sorted((m.step, m.value) for m in client.get_metric_history(run_id, "train_loss"))
 
 
-def cell_runs(client: MlflowClient, experiment_id: str) -> list:
-    return [r for r in client.search_runs([experiment_id]) if "mlflow.parentRunId" in r.data.tags]
+def cell_runs(client: MlflowClient) -> list:
+    return [r for r in client.search_runs(every_experiment()) if "mlflow.parentRunId" in r.data.tags]
 
 
 @pytest.mark.slow
@@ -60,7 +61,7 @@ def test_a_scratch_gpt_killed_at_a_random_step_resumes_to_the_uninterrupted_loss
     reference = tmp_path / "reference"
     reference.mkdir()
     assert start(scratch_spec(reference, "uninterrupted"), tracking).wait(timeout=900) == 0
-    expected = losses(client, cell_runs(client, "0")[0].info.run_id)
+    expected = losses(client, cell_runs(client)[0].info.run_id)
     assert [s for s, _ in expected] == list(range(1, STEPS + 1))
 
     killed = tmp_path / "killed"
@@ -80,7 +81,7 @@ def test_a_scratch_gpt_killed_at_a_random_step_resumes_to_the_uninterrupted_loss
     output = resumed.communicate(timeout=900)[0]
     assert resumed.returncode == 0, output
     assert "continuing run" in output and "resumed at step" in output
-    runs = [r for r in cell_runs(client, "0") if r.data.tags.get("mlflow.runName") == "gpt/full/book"]
+    runs = [r for r in cell_runs(client) if r.data.tags.get("mlflow.runName") == "gpt/full/book"]
     killed_runs = [r for r in runs if r.data.params.get("name") == "killed"]
     assert len(killed_runs) == 1, "the resumed cell must continue the killed run, not open another"
     run = killed_runs[0]
@@ -133,7 +134,7 @@ def kill_in_every_cell(spec: Path, uri: str, labels: list[str]) -> None:
 
 
 def per_method_losses(client: MlflowClient, grid_name: str) -> dict[str, list[tuple[int, float]]]:
-    runs = [r for r in cell_runs(client, "0") if r.data.params.get("name") == grid_name]
+    runs = [r for r in cell_runs(client) if r.data.params.get("name") == grid_name]
     methods = [r.data.tags["method"] for r in runs]
     assert len(methods) == len(set(methods)), f"a killed cell opened a second run: {sorted(methods)}"
     assert all(r.info.status == "FINISHED" for r in runs)

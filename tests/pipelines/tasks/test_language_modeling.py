@@ -17,7 +17,7 @@ from pipelines.tasks import get_task
 from pipelines.tasks.lm_blocks import pack, prompt_response, text_splits
 from pipelines.tasks.lm_scoring import teacher_forced
 from pipelines.tasks.summarization import IGNORE_INDEX
-from tests.conftest import DIALOGUES, write_jsonl
+from tests.conftest import DIALOGUES, every_experiment, write_jsonl
 
 TEXT = " ".join(d for pair in DIALOGUES for d in pair) * 6
 
@@ -113,7 +113,8 @@ def test_a_language_modelling_grid_scores_bits_per_byte_and_registers_the_best(t
     assert load_spec(spec).registry.metric == "bits_per_byte" and not load_spec(spec).registry.greater_is_better
     assert compare.main([spec]) == 0
     client = MlflowClient()
-    cells = {r.data.tags["method"]: r for r in client.search_runs(["0"]) if "mlflow.parentRunId" in r.data.tags}
+    cells = {r.data.tags["method"]: r for r in client.search_runs(every_experiment())
+             if "mlflow.parentRunId" in r.data.tags}
     for method, run in cells.items():
         metrics = run.data.metrics
         for key in ("perplexity", "bits_per_byte", "bits_per_char", "token_accuracy", "bleu_1", "bleu_4",
@@ -136,8 +137,8 @@ def test_label_smoothing_enters_the_training_loss_and_never_perplexity(tracking,
                        train={"max_steps": 2, "batch_size": 2, "max_seq_len": 32, "log_every": 1,
                               "label_smoothing": smoothing}, registry={"promote": False})
         assert compare.main([spec]) == 0
-        runs.append(next(r for r in MlflowClient().search_runs(["0"], order_by=["attributes.start_time DESC"])
-                         if "mlflow.parentRunId" in r.data.tags).data.metrics)
+        newest_first = MlflowClient().search_runs(every_experiment(), order_by=["attributes.start_time DESC"])
+        runs.append(next(r for r in newest_first if "mlflow.parentRunId" in r.data.tags).data.metrics)
     plain, smoothed = runs
     assert smoothed["train_loss"] > plain["train_loss"]
     for key in ("eval_loss", "perplexity", "bits_per_byte", "token_accuracy"):

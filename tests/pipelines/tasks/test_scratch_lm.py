@@ -18,6 +18,7 @@ from pipelines.errors import PlatformError
 from pipelines.sources.scratch import ScratchModel, build_scratch_lm
 from pipelines.tasks.lm_blocks import pack
 from pipelines.tasks.lm_scoring import teacher_forced
+from tests.conftest import every_experiment
 from tests.pipelines.tasks.test_language_modeling import TEXT
 
 
@@ -47,7 +48,7 @@ def test_a_scratch_gpt_grid_scores_every_part_logs_its_tokenizer_and_samples_and
     book.write_text(TEXT * 3)
     assert compare.main([scratch_spec(tmp_path, book)]) == 0
     client = MlflowClient()
-    runs = client.search_runs(["0"])
+    runs = client.search_runs(every_experiment())
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     cells = {r.data.tags["method"]: r for r in runs if "mlflow.parentRunId" in r.data.tags}
     full = cells["full"]
