@@ -5,6 +5,9 @@ SPEC        ?= experiments/dialogsum_demo.yaml
 PORT        ?= 5001
 UI_PORT     ?= 5000
 WEB_PORT    ?= 7860
+DASHBOARD_PORT ?= 8080
+# The Optuna storage `make dashboard` opens; empty: hpo's default ($$OPTUNA_STORAGE, else mlruns/optuna.journal).
+STORAGE     ?=
 SET         ?=
 MODEL       ?= dialogue-summarizer
 CLASSIFIER  ?= sentiment-classifier
@@ -20,7 +23,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup browser demo test test-fast ui serve webapp clean-runs gemma server server-stop
+.PHONY: setup browser demo test test-fast ui dashboard serve webapp clean-runs gemma server server-stop
 
 setup: $(VENV)/.installed
 
@@ -56,6 +59,10 @@ test-fast: setup
 
 ui: setup
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --workers 1 --port $(UI_PORT)
+
+# hpo's studies, live, in optuna-dashboard (each hpo parent run's tag `optuna_dashboard` links its study).
+dashboard: setup
+	$(PY) -m pipelines.dashboard $(if $(STORAGE),--storage '$(STORAGE)') --port $(DASHBOARD_PORT)
 
 # Workers through the env var, which each worker also reads to take cores/WORKERS torch threads.
 serve: setup

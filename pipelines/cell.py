@@ -162,17 +162,20 @@ def _run(spec: ExperimentSpec, model_src, method, splits: Splits, journal: Journ
             scalars["saved_bytes"] = bytes_on_disk(saved) if saved else 0
             scalars["saved_mb"] = scalars["saved_bytes"] / 2**20
         scalars.update(meter.summary())
-        # At the last training step, so that where a name also has a step history (tokens/s, MFU)
-        # the run's value in the UI is this whole-run figure, not the last log window.
-        mlflow.log_metrics(scalars, step=int(scalars.get("train_steps", 0)))
         mlflow.log_table(task.prediction_table(eval_examples, predictions), artifact_file="predictions.json")
         for name, figure in task.figures(fitted, predictions, eval_examples).items():
             mlflow.log_figure(figure, name)
             import matplotlib.pyplot as plt
 
             plt.close(figure)
+        # The scores go to the run with the model, linked to it (registry/servables.py). They are
+        # logged at the last training step, so that where a name also has a step history (tokens/s,
+        # MFU) the run's value in the UI is this whole-run figure, not the last log window; the
+        # model itself is of the step whose weights it holds.
+        last_step = int(scalars.get("train_steps", 0))
         model_uri = log_servable(task.servable, base_source=_base_source(model_src), artifact_kind=method.artifact_kind,
-                                 artifact_dir=saved, **task.servable_kwargs(fitted, spec)).model_uri
+                                 artifact_dir=saved, step=int(scalars.get("best_step", last_step)), metrics=scalars,
+                                 metrics_step=last_step, **task.servable_kwargs(fitted, spec)).model_uri
     shown = (task.default_metric, "eval_loss", "wall_time_s", "peak_rss_mb")
     print("  " + "  ".join(f"{k} {scalars[k]:.4g}" for k in shown if k in scalars), flush=True)
     return {"scalars": scalars, "model_uri": model_uri}

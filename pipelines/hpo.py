@@ -15,6 +15,9 @@ A trial samples the spec's `hpo.space`, builds the trial's spec from it (validat
 spec), and trains and scores it with `pipelines.cell.run_cell`, so a trial logs everything a
 cell of `peft_compare` logs. With a pruner, every validation during training is reported to
 Optuna, which may stop the trial there (its run ends KILLED with the tag `pruned_at_step`).
+
+The parent run's tags `optuna_dashboard` (the study's page) and `optuna_dashboard.command` (the
+`make dashboard` that serves it), repeated in its description, lead to the live study.
 """
 from __future__ import annotations
 
@@ -34,7 +37,15 @@ from pipelines.errors import PlatformError
 from pipelines.follower import follow_cells
 from pipelines.hpo_config import HpoSettings
 from pipelines.hpo_report import log_study_summary
-from pipelines.hpo_storage import StudyLock, default_storage, journal_path, open_storage, optimize_to_total, shown_url
+from pipelines.hpo_storage import (
+    StudyLock,
+    dashboard_link,
+    default_storage,
+    journal_path,
+    open_storage,
+    optimize_to_total,
+    shown_url,
+)
 from pipelines.preflight import resolve_inputs
 from pipelines.runtime import configure_threads
 from pipelines.sources.datasets import Splits
@@ -148,6 +159,11 @@ def run(spec: ExperimentSpec, spec_path: str, n_trials: int | None = None, stora
     # Not `study`/`storage`: `mlflow run` logs its -P parameters under those names already.
     mlflow.log_params({"optuna.study": study_name, "optuna.storage": shown,
                        "optuna.n_trials": n_trials, "optuna.sampler_seed": seed_used})
+    command, url = dashboard_link(storage_url, storage, study_name)
+    # Set as the study opens, not at the end: the dashboard shows the trials while they run.
+    note = (f"Optuna study '{study_name}' in {shown}. To watch its trials live in optuna-dashboard, "
+            f"run `{command}` from the project's root and open {url}.")
+    mlflow.set_tags({"optuna_dashboard": url, "optuna_dashboard.command": command, "mlflow.note.content": note})
     print(f"[hpo] study '{study_name}' in {shown}: {len(study.trials)} trials so far, {n_trials} in all "
           f"(shared by its workers); {settings.direction} {settings.metric}, pruner {settings.pruner.type}", flush=True)
     lock = StudyLock(storage, study_name, journal_path(storage_url))

@@ -16,6 +16,9 @@ counts the trials taken so far under a lock all workers see (a lock file on one 
 advisory lock in PostgreSQL or MySQL) and holds it until its next trial exists, so 4 workers
 on a total of 8 run 8 trials between them, never 9.
 
+A study is seen live in optuna-dashboard (`make dashboard`, `pipelines/dashboard.py`), which
+opens its storage with `open_storage` as the workers do; `dashboard_link` says how, for the run.
+
 Limitation: Optuna 5.0's JournalStorage has no heartbeat, so a trial whose worker was killed
 stays RUNNING there and keeps its place in the total; the RDB storages fail it after
 HEARTBEAT_GRACE_S and run it once more if the total leaves room.
@@ -25,6 +28,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shlex
 import time
 import warnings
 from pathlib import Path
@@ -53,6 +57,11 @@ HEARTBEAT_GRACE_S = 300
 # Workers that open a fresh storage at the same moment race to create its tables; the losers
 # see one of these errors, wait, and find the tables made.
 SCHEMA_RACE_ERRORS = ("UNIQUE constraint failed", "already exists", "duplicate key", "database is locked")
+
+# Where `make dashboard` serves by default: this machine only, since the dashboard has no login
+# and can delete studies.
+DASHBOARD_HOST = "127.0.0.1"
+DASHBOARD_PORT = 8080
 
 # What spends the study's total: every trial a worker has taken, however it ended. Counting only
 # COMPLETE would let a study whose trials are all pruned or all fail run forever; leaving out
@@ -95,6 +104,16 @@ def shown_url(storage: str) -> str:
     if url.get_backend_name() not in RDB_DIALECTS:
         raise PlatformError(f"optuna storage {shown} has an unknown scheme '{url.drivername}': {EXAMPLES}")
     return shown
+
+
+def dashboard_link(storage_url: str, storage: optuna.storages.BaseStorage, study_name: str) -> tuple[str, str]:
+    """(command, url): the command that opens the storage in optuna-dashboard, run from the
+    project's root, and the study's page at the dashboard's default address. The storage is named
+    in full (a journal by its absolute path, a database URL with its password hidden: a
+    PGPASSFILE supplies it), so the command opens this study from any working directory."""
+    study_id = storage.get_study_id_from_name(study_name)
+    command = f"make dashboard STORAGE={shlex.quote(shown_url(storage_url))}"
+    return command, f"http://{DASHBOARD_HOST}:{DASHBOARD_PORT}/dashboard/studies/{study_id}"
 
 
 def open_storage(storage: str) -> optuna.storages.BaseStorage:

@@ -68,8 +68,9 @@ class ClassifierModel(mlflow.pyfunc.PythonModel):
 
 
 def log_classifier(*, base_source: str, artifact_kind: str, artifact_dir: str | None, labels: list[str],
-                   max_seq_len: int):
-    """Log the servable classifier in the active run; returns MLflow's ModelInfo."""
+                   max_seq_len: int, step: int = 0, params: dict | None = None):
+    """Log the servable classifier in the active run, as the LoggedModel of training step `step`
+    with `params`; returns MLflow's ModelInfo."""
     return log_from_code(
         "classifier_model.py",
         artifacts={artifact_kind: artifact_dir} if artifact_dir else {},
@@ -77,4 +78,6 @@ def log_classifier(*, base_source: str, artifact_kind: str, artifact_dir: str | 
                       "task": "classification", **LIMITS.as_config()},
         signature=signature(labels),
         input_example=pd.DataFrame({INPUT_COLUMN: EXAMPLE_TEXTS}),
+        step=step,
+        params=params,
     )

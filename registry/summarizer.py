@@ -67,8 +67,10 @@ class SummarizerModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame({"summary": self.batcher.submit(dialogues, key=max_new)})
 
 
-def log_summarizer(*, base_source: str, artifact_kind: str, artifact_dir: str | None, generation, max_prompt_tokens: int):
-    """Log the servable model in the active run; returns MLflow's ModelInfo."""
+def log_summarizer(*, base_source: str, artifact_kind: str, artifact_dir: str | None, generation, max_prompt_tokens: int,
+                   step: int = 0, params: dict | None = None):
+    """Log the servable model in the active run, as the LoggedModel of training step `step` with
+    `params`; returns MLflow's ModelInfo."""
     artifacts = {artifact_kind: artifact_dir} if artifact_kind != "none" else {}
     config = {
         "task": "summarization",  # what evaluate scores it as; older models say it by their signature
@@ -85,4 +87,6 @@ def log_summarizer(*, base_source: str, artifact_kind: str, artifact_dir: str | 
         model_config=config,
         signature=signature(generation.max_new_tokens),
         input_example=pd.DataFrame({INPUT_COLUMN: [EXAMPLE_DIALOGUE]}),
+        step=step,
+        params=params,
     )

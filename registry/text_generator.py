@@ -127,8 +127,9 @@ class TextGeneratorModel(mlflow.pyfunc.PythonModel):
 
 
 def log_text_generator(*, base_source: str, artifact_kind: str, artifact_dir: str | None, max_new_tokens: int,
-                       max_prompt_tokens: int):
-    """Log the servable text generator in the active run; returns MLflow's ModelInfo."""
+                       max_prompt_tokens: int, step: int = 0, params: dict | None = None):
+    """Log the servable text generator in the active run, as the LoggedModel of training step
+    `step` with `params`; returns MLflow's ModelInfo."""
     if not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
         raise ValueError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS}, got {max_new_tokens}")
     if max_prompt_tokens < 1:
@@ -147,4 +148,6 @@ def log_text_generator(*, base_source: str, artifact_kind: str, artifact_dir: st
         model_config=config,
         signature=signature(max_new_tokens),
         input_example=pd.DataFrame({INPUT_COLUMN: [EXAMPLE_PROMPT]}),
+        step=step,
+        params=params,
     )

@@ -33,6 +33,7 @@ SERVERS = {  # documented server command -> (the request that shows it is up, th
     "make ui": ("/health", "/api/2.0/mlflow/experiments/search?max_results=1"),
     "make serve": ("/ping", None),  # answered by the README's curl command
     "make webapp": ("/", "/gradio_api/info"),
+    "make dashboard": ("/api/meta", "/api/studies"),
     "mlflow models serve": ("/ping", "/invocations"),
     "python -m registry.serve": ("/ping", "/invocations"),
 }
@@ -174,7 +175,8 @@ def tiny_command(command: Command, tiny_sources: dict[str, str], ports: dict[str
             text = text.replace(command.spec, f"{command.spec} --set {words}", 1)
     text = re.sub(r"-P n_trials=\d+", "-P n_trials=1", text)
     text = re.sub(r"--n-trials \d+", "--n-trials 1", text)
-    variables = {"make ui": "UI_PORT", "make serve": "PORT", "make webapp": "WEB_PORT"}
+    variables = {"make ui": "UI_PORT", "make serve": "PORT", "make webapp": "WEB_PORT",
+                 "make dashboard": "DASHBOARD_PORT"}
     for target, variable in variables.items():
         if f"{text} ".startswith(f"{target} "):
             text += f" {variable}={ports[target]}"

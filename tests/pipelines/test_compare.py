@@ -75,6 +75,7 @@ def test_grid_logs_one_child_per_cell_a_report_and_a_champion(tracking, tmp_path
     assert [m.step for m in mfu_history] == [1, 2, 2]  # two log windows, then the whole-run figure
     assert children["full"].data.metrics["mfu"] == mfu_history[-1].value
     assert whole_run_mfu == [trained["full"]["mfu"], trained["lora"]["mfu"]]
+    _assert_logged_models_rank_the_cells(parent, children)
 
     report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert report == {"report/comparison.csv", "report/comparison.md", "report/quality_vs_cost.png"}
@@ -90,6 +91,28 @@ def test_grid_logs_one_child_per_cell_a_report_and_a_champion(tracking, tmp_path
     served = mlflow.pyfunc.load_model("models:/tiny-summarizer@champion")
     out = served.predict(pd.DataFrame({"dialogue": [DIALOGUES[0][0], DIALOGUES[1][0]]}))
     assert list(out.columns) == ["summary"] and len(out) == 2
+
+
+def _assert_logged_models_rank_the_cells(parent, children):
+    """Each cell's model is a LoggedModel holding its step and scores: MLflow's search of logged
+    models ranks the cells without reading their runs."""
+    models = mlflow.search_logged_models(experiment_ids=[parent.info.experiment_id], output_format="list",
+                                         order_by=[{"field_name": "metrics.eval_loss", "ascending": True}])
+    by_run = {r.info.run_id: r for r in children.values()}
+    assert sorted(m.source_run_id for m in models) == sorted(by_run)  # one per cell, none for checkpoints
+    ranked = []
+    for model in models:
+        run = by_run[model.source_run_id]
+        latest = {m.key: m for m in sorted(model.metrics, key=lambda m: m.timestamp)}
+        step = run.data.metrics.get("best_step", run.data.metrics.get("train_steps", 0))
+        assert model.params["step"] == str(int(step)) and model.params["method.name"] == run.data.tags["method"]
+        assert latest["eval_loss"].value == run.data.metrics["eval_loss"]
+        assert latest["rougeL"].value == run.data.metrics["rougeL"]
+        if "best_step" in run.data.metrics:  # the validation that selected the step, linked by MLflow at that step
+            assert (latest["val_rougeL"].step, latest["val_rougeL"].value) == (step, run.data.metrics["best_val_score"])
+        ranked.append(latest["eval_loss"].value)
+    assert ranked == sorted(ranked) and len(set(ranked)) == 3
+    assert {m.params["step"] for m in models} != {"0"}  # the trained cells' models are not all of step 0
 
 
 @pytest.mark.parametrize("method", [{"name": "lora", "r": 2}, {"name": "qlora", "r": 2},

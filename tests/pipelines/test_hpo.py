@@ -107,6 +107,11 @@ def test_a_study_prunes_the_worse_trial_fails_the_broken_one_and_summarises(trac
     assert "predictions.json" in {a.path for a in client.list_artifacts(children[0].info.run_id)}
 
     summary = parent.data
+    journal = f"journal:{tmp_path / 'mlruns' / 'optuna.journal'}"
+    study_id = default_journal(tmp_path).get_study_id_from_name(STUDY)
+    assert summary.tags["optuna_dashboard"] == f"http://127.0.0.1:8080/dashboard/studies/{study_id}"
+    assert summary.tags["optuna_dashboard.command"] == f"make dashboard STORAGE={journal}"
+    assert f"run `make dashboard STORAGE={journal}`" in summary.tags["mlflow.note.content"]
     assert summary.metrics["best_rougeL"] == good.value
     assert float(summary.params["best.methods.0.learning_rate"]) == GOOD_LR
     assert summary.tags["best_run_id"] == children[0].info.run_id
