@@ -31,6 +31,7 @@ from pipelines.cell import cell_params, reused_cell, run_cell
 from pipelines.cell_resume import cell_checkpoint_dir
 from pipelines.config import ExperimentSpec, load_spec
 from pipelines.follower import follow_cells
+from pipelines.grid_summary import log_grid_summary
 from pipelines.preflight import resolve_inputs
 from pipelines.report import comparison_table, quality_cost_chart, reading, reference_rows, to_markdown
 from pipelines.resume import cell_key, data_fingerprint, mark_resumed, reusable_cells
@@ -74,6 +75,7 @@ def run(spec: ExperimentSpec, spec_path: str | None = None, restart: bool = Fals
         for name, scores in figures.items():
             mlflow.log_metrics({f"reference.{dataset}.{name.replace(' ', '_')}.{k}": v for k, v in scores.items()})
     table = comparison_table(cells, reference_rows(references))
+    log_grid_summary(table)
     summary = reading(table, spec.registry.metric, greater_is_better=spec.registry.greater_is_better)
     mlflow.set_tag("mlflow.note.content", summary)  # shown as the run's description in the UI
     markdown = to_markdown(table) + "\n\n" + summary

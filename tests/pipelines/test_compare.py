@@ -78,9 +78,17 @@ def test_grid_logs_one_child_per_cell_a_report_and_a_champion(tracking, tmp_path
     _assert_logged_models_rank_the_cells(parent, children)
 
     report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
-    assert report == {"report/comparison.csv", "report/comparison.md", "report/quality_vs_cost.png"}
+    assert report == {"report/comparison.csv", "report/comparison.md", "report/comparison.json",
+                      "report/quality_vs_cost.png"}
     table = pd.read_csv(client.download_artifacts(parent.info.run_id, "report/comparison.csv"))
     assert list(table["method"]) == ["base", "full", "lora"] and set(table["status"]) == {"FINISHED"}
+    shown = mlflow.load_table("report/comparison.json", run_ids=[parent.info.run_id])  # a table in the UI
+    assert list(shown["method"]) == ["base", "full", "lora"]
+    for metric, pick in (("rougeL", max), ("eval_loss", min)):  # each in its own direction
+        value = pick(r.data.metrics[metric] for r in children.values())
+        holders = {f"tiny/{m}/dlg" for m, r in children.items() if r.data.metrics[metric] == value}  # ties on tiny
+        assert parent.data.metrics[f"best_{metric}"] == value
+        assert parent.data.tags[f"best_{metric}.cell"] in holders
 
     version = client.get_model_version_by_alias("tiny-summarizer", "champion")
     best_value = max(r.data.metrics["rougeL"] for r in children.values())
