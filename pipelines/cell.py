@@ -31,6 +31,7 @@ from pipelines.runtime import autocast_dtype
 from pipelines.sources.datasets import Splits
 from pipelines.tasks import get_task
 from pipelines.tasks.base import greater_is_better
+from pipelines.tracked_data import log_splits
 from pipelines.train import eval_loss, train
 from pipelines.train_setup import prepared_for_training
 from registry.promote import DATA_LICENCE_TAG, DATA_SOURCE_TAG
@@ -113,6 +114,7 @@ def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, p
         log_params(params)
         mlflow.set_tags({"model": model_src.name, "dataset": dataset.name, "method": method.name, "cell_key": key,
                          **data_tags(dataset, splits)})
+        log_splits(dataset.name, splits, scored_examples(spec, splits))  # the runs table's Dataset column
         metrics = _run(_with_instruction(spec, dataset), model_src, method, splits, journal, checkpoints,
                        told if on_validation else None)
         result.metrics = metrics["scalars"]
@@ -142,6 +144,11 @@ def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, p
     return result
 
 
+def scored_examples(spec: ExperimentSpec, splits: Splits):
+    """The eval rows a cell scores: the eval split, capped by `eval.max_examples`."""
+    return splits.eval[: spec.eval.max_examples] if spec.eval.max_examples else splits.eval
+
+
 def _base_source(model_src) -> str:
     local = Path(model_src.source).expanduser()
     # A served model may load from another working directory: pin a local base to its absolute path.
@@ -152,7 +159,7 @@ def _run(spec: ExperimentSpec, model_src, method, splits: Splits, journal: Journ
          on_validation=None) -> dict:
     task = get_task(spec.task)
     device = distributed.device(spec.train.device)
-    eval_examples = splits.eval[: spec.eval.max_examples] if spec.eval.max_examples else splits.eval
+    eval_examples = scored_examples(spec, splits)
     with tempfile.TemporaryDirectory(prefix="cell-") as workdir:
         with ResourceMeter(device) as meter:  # the cost of the method itself, not of logging it
             fitted, scalars = _fit(task, spec, model_src, method, splits, eval_examples, device, journal, checkpoints,

@@ -11,8 +11,7 @@ import mlflow
 
 from pipelines.checkpoint import Checkpointer, Journal
 from pipelines.errors import one_line
-from pipelines.resume import data_fingerprint
-from pipelines.sources.datasets import Splits
+from pipelines.sources.datasets import Splits, data_fingerprint
 from pipelines.train_settings import RESUMABLE_CHANGES
 
 

@@ -34,8 +34,9 @@ from pipelines.follower import follow_cells
 from pipelines.grid_summary import log_grid_summary
 from pipelines.preflight import resolve_inputs
 from pipelines.report import comparison_table, quality_cost_chart, reading, reference_rows, to_markdown
-from pipelines.resume import cell_key, data_fingerprint, mark_resumed, reusable_cells
+from pipelines.resume import cell_key, mark_resumed, reusable_cells
 from pipelines.runtime import configure_threads
+from pipelines.sources.datasets import data_fingerprint
 from pipelines.sources.leakage import log_leakage
 from pipelines.spec_paths import add_set_argument, experiment_of, parse_overrides
 from pipelines.tasks import get_task

@@ -20,11 +20,12 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
+from pipelines.config import DataFile
 from pipelines.errors import PlatformError, first_line
 from pipelines.runtime import configure_threads
-from pipelines.config import DataFile
-from pipelines.sources.datasets import read_ref, require_fields, validate_rows
+from pipelines.sources.datasets import hub_parts, read_ref, require_fields, validate_rows
 from pipelines.tasks import TASKS
+from pipelines.tracked_data import EVALUATION, log_examples
 from pipelines.tracking import failing_run_on_error, setup_tracking
 from registry.pyfunc import load_pyfunc
 
@@ -56,9 +57,8 @@ def data_ref(data: str, local: str | None = None):
         return data
     if not data.startswith("hf:"):
         return DataFile(local=local) if Path(local).expanduser().is_file() else data
-    body, _, revision = data.removeprefix("hf:").partition("@")
-    name, _, split = body.partition(":")
-    return DataFile(hf=name, split=split or "train", revision=revision or None, local=local)
+    name, split, revision = hub_parts(data)
+    return DataFile(hf=name, split=split, revision=revision, local=local)
 
 
 def evaluate(model_uri: str, data: str, text_field: str, target_field: str, limit: int | None, chunk: int = 32,
@@ -83,6 +83,9 @@ def evaluate(model_uri: str, data: str, text_field: str, target_field: str, limi
         "drop_labels": drop_labels or [], "where": where or {}}.items()})
     mlflow.set_tags({"evaluated_model_uri": model_uri, "evaluated_model_id": info.model_id or "",
                      "evaluated_run_id": info.run_id or ""})
+    # Named as given; its digest is the one a grid cell logs for the same rows, which lets promotion
+    # compare a champion re-scored here with a candidate scored on these rows.
+    scored_on = log_examples(examples, data, source + (f" (first {limit})" if limit else ""), EVALUATION)
     print(f"[evaluate] {len(examples)} rows of {data} on {model_uri}", flush=True)
     # The model's per-request row limit guards a public endpoint; evaluation sends its own chunks.
     model = load_pyfunc(model_uri, model_config={"max_rows": chunk})
@@ -102,11 +105,9 @@ def evaluate(model_uri: str, data: str, text_field: str, target_field: str, limi
 
         plt.close(figure)
     scores["predict_time_s"] = time.perf_counter() - started
-    # model_id links these metrics to the logged model in the MLflow UI (MLflow 3 LoggedModel).
-    if info.model_id:
-        mlflow.log_metrics(scores, model_id=info.model_id)
-    else:
-        mlflow.log_metrics(scores)
+    # model_id links these metrics to the logged model in the MLflow UI (MLflow 3 LoggedModel), and
+    # the dataset to the rows they were scored on: promotion looks a champion's re-scores up by it.
+    mlflow.log_metrics(scores, model_id=info.model_id or None, dataset=scored_on)
     mlflow.log_table(table, artifact_file="predictions.json")
     print("  " + "  ".join(f"{k} {v:.4g}" for k, v in scores.items()), flush=True)
     return scores

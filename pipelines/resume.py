@@ -21,13 +21,6 @@ from pipelines.train_settings import HOW_RUN
 RESUMED_BY = "resumed_by"
 
 
-def data_fingerprint(examples) -> str:
-    digest = hashlib.sha1()
-    for ex in examples:
-        digest.update(json.dumps([ex.text, list(ex.references)]).encode())
-    return digest.hexdigest()[:16]
-
-
 # Spec fields added after grids were first keyed: left out of the key while at their default, so
 # a grid interrupted before they existed resumes its finished cells instead of training them again.
 ADDED_FIELD_DEFAULTS = {"train.max_grad_norm": 1.0, "train.label_smoothing": 0.0, "language_modeling.response_field": None,

@@ -5,6 +5,8 @@ before any model is loaded.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -24,15 +26,30 @@ class Example:
     row: int  # 1-based row number in the source, for error messages and prediction tables
 
 
+def data_fingerprint(examples) -> str:
+    """A stable hash of the examples' content (text and references, in order; not row numbers): the
+    key of a resumed grid's cells and the digest of the data a run logs, so equal means same rows."""
+    digest = hashlib.sha1()
+    for ex in examples:
+        digest.update(json.dumps([ex.text, list(ex.references)]).encode())
+    return digest.hexdigest()[:16]
+
+
+def hub_parts(source: str) -> tuple[str, str, str | None]:
+    """(dataset, split, revision) of `hf:<name>[:<split>][@<revision>]`; the split defaults to train."""
+    body, _, revision = source.removeprefix("hf:").partition("@")
+    dataset_name, _, split = body.partition(":")
+    return dataset_name, split or "train", revision or None
+
+
 def _read_hub(name: str, columns: dict[str, str] | None = None) -> list[dict]:
     """`hf:<name>[:<split>][@<revision>]`, e.g. `hf:knkarthick/dialogsum:validation` (needs the hub)."""
-    body, _, revision = name.removeprefix("hf:").partition("@")
-    dataset_name, _, split = body.partition(":")
+    dataset_name, split, revision = hub_parts(name)
     import datasets
 
     renames = columns or {}
     try:
-        rows = datasets.load_dataset(dataset_name, split=split or "train", revision=revision or None)
+        rows = datasets.load_dataset(dataset_name, split=split, revision=revision)
         # Inside the try: rows are decoded as they are read, and a broken cached file fails here.
         return [{renames.get(k, k): v for k, v in row.items()} for row in rows]
     except Exception as exc:  # noqa: BLE001 - datasets raises many types; all mean "cannot have it"

@@ -6,6 +6,8 @@ import pytest
 from mlflow import MlflowClient
 
 from pipelines import compare, evaluate
+from pipelines.tracked_data import evaluation_input
+from registry.promote import promote
 from tests.conftest import DIALOGUES, write_jsonl
 from tests.pipelines.test_compare import write_spec
 
@@ -125,3 +127,29 @@ def test_the_served_task_comes_from_the_config_or_for_older_models_the_signature
         evaluate.served_task(info(["vector"], {}), "m")
     with pytest.raises(PlatformError, match="a language model is scored in bits per byte by peft_compare"):
         get_task("language_modeling").served_examples([], {}, {}, [], "d.jsonl")
+
+
+def test_the_command_a_refused_promotion_names_rescores_the_champion_and_promotion_then_decides(
+        tracking, tmp_path, tiny_lm_dir, dialogue_files):
+    """A champion crowned on dlg; a grid scored on other rows waits as challenger; the command in its
+    reason re-scores the champion on those very rows (the digest a cell logs), and promoting the
+    waiting run again compares the two there."""
+    rows = [{"dialogue": d, "summary": s} for d, s in DIALOGUES[4:]]
+    other = {"train": dialogue_files["train"], "eval": write_jsonl(tmp_path / "other" / "eval.jsonl", rows)}
+    for files in (dialogue_files, other):
+        assert compare.main([write_spec(tmp_path, tiny_lm_dir, files, methods=[{"name": "base"}])]) == 0
+    client = MlflowClient()
+    waiting = client.get_model_version_by_alias("tiny-summarizer", "challenger")
+    assert str(waiting.version) == "2" and "not compared: eval data differs" in waiting.description
+    command = waiting.description.split("`")[1].split()
+    assert command == ["python", "-m", "pipelines.evaluate", "models:/tiny-summarizer/1", str(other["eval"]),
+                       "--text-field", "dialogue", "--target-field", "summary"]
+    assert evaluate.main(command[3:]) == 0
+    rescoring = next(r for r in client.search_runs(["0"]) if r.data.tags.get("mlflow.runName") == "evaluate")
+    assert evaluation_input(rescoring).digest == waiting.tags["eval_digest"]
+    run_id = waiting.tags["source_run_id"]
+    result = promote(model_uri=client.get_run(run_id).data.tags["model_uri"], run_id=run_id, name="tiny-summarizer",
+                     metric="rougeL")
+    assert result.version == "2" and f"re-scored on this data by run {rescoring.info.run_id}" in result.reason
+    champion = client.get_model_version_by_alias("tiny-summarizer", "champion")
+    assert str(champion.version) == ("2" if result.alias == "champion" else "1")

@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 
 from pipelines import hpo
 from pipelines.hpo_storage import open_storage
+from pipelines.tracked_data import evaluation_input
 from tests.conftest import DIALOGUES, REPO, write_jsonl
 
 GOOD_LR, BAD_LR = 3e-3, 1e-7
@@ -100,6 +101,8 @@ def test_a_study_prunes_the_worse_trial_fails_the_broken_one_and_summarises(trac
         assert trial.user_attrs["mlflow_run_id"] == children[number].info.run_id
     assert children[1].data.tags["pruned_at_step"] == "6" and children[1].data.metrics["train_steps"] == 6
     assert "does not exist" in children[2].data.tags["error"]
+    # Every trial, pruned or failed too, records the rows it was (to be) scored on: the same rows.
+    assert len({evaluation_input(children[n]).digest for n in range(3)}) == 1
     finished = children[0].data.metrics
     assert finished["rougeL"] == good.value and finished["train_steps"] == 12
     for key in ("bleu", "eval_loss", "wall_time_s", "peak_rss_mb", "saved_bytes"):  # everything a cell logs

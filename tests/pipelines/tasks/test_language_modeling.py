@@ -122,6 +122,8 @@ def test_a_language_modelling_grid_scores_bits_per_byte_and_registers_the_best(t
             assert key in metrics, (method, key)
         assert metrics["perplexity"] == pytest.approx(math.exp(metrics["eval_loss"]), rel=1e-4)
     assert run.data.tags["data.eval"] == f"{book} (last 5%: the test part)"
+    contexts = {i.dataset.name: {t.key: t.value for t in i.tags}["mlflow.data.context"] for i in run.inputs.dataset_inputs}
+    assert contexts == {"book/train": "training", "book/validation": "validation", "book/eval": "evaluation"}
     history = client.get_metric_history(cells["lora"].info.run_id, "val_bits_per_byte")
     assert [m.step for m in history] == [3]
     assert client.get_model_version_by_alias("text-generator", "champion")
