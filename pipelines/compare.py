@@ -40,7 +40,8 @@ from pipelines.sources.datasets import data_fingerprint
 from pipelines.sources.leakage import log_leakage
 from pipelines.spec_paths import add_set_argument, experiment_of, parse_overrides
 from pipelines.tasks import get_task
-from pipelines.tracking import failing_run_on_error, setup_tracking, use_experiment
+from pipelines.tracking import failing_run_on_error, setup_tracking, ui_link, use_experiment
+from pipelines.ui_view import share_comparison_view
 from registry.promote import best_of, promote
 
 
@@ -86,6 +87,10 @@ def run(spec: ExperimentSpec, spec_path: str | None = None, restart: bool = Fals
         quality_cost_chart(table, spec.registry.metric, Path(tmp) / "quality_vs_cost.png")
         mlflow.log_artifacts(tmp, "report")
     print("\n" + markdown + "\n", flush=True)
+    view = share_comparison_view(mlflow.active_run().info.experiment_id, spec.registry.metric)
+    if view:
+        mlflow.set_tag("comparison_view", ui_link(view))
+        print(f"[ui] the cells side by side: {ui_link(view)}", flush=True)
     promotion = _promote_best(spec, cells)
     failed = [c for c in cells if c.status != "FINISHED"]
     if failed:

@@ -17,8 +17,9 @@ from pipelines.tracking_server import check_server, shown
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 # The tag MLflow 3's UI reads to open an experiment on its model-training pages rather than the
 # GenAI overview. The pinned UI (3.17) lets its own workflow switch (`?workflowType=`) override it,
-# so links we print carry that too (`experiment_link`).
+# so links we print carry that too (`ui_link`).
 EXPERIMENT_KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+LOCAL_UI = "http://127.0.0.1:5000"  # `make ui`
 
 
 def setup_tracking() -> str:
@@ -83,12 +84,12 @@ def _existing_or_created(client: MlflowClient, name: str) -> str:
         return client.get_experiment_by_name(name).experiment_id
 
 
-def experiment_link(experiment_id: str, tracking_uri: str | None = None) -> str | None:
-    """The experiment's page in the UI of an http tracking server, on its training view."""
+def ui_link(fragment: str, tracking_uri: str | None = None) -> str:
+    """The full address of a page of the MLflow UI (`fragment`: "#/experiments/1/runs?..."): on
+    an http tracking server, that server; on a local store, the UI that `make ui` serves."""
     uri = (tracking_uri or mlflow.get_tracking_uri()).rstrip("/")
-    if not uri.startswith(("http://", "https://")):
-        return None
-    return f"{shown(uri)}/#/experiments/{experiment_id}?workflowType=machine_learning"
+    base = shown(uri) if uri.startswith(("http://", "https://")) else LOCAL_UI
+    return f"{base}/{fragment}"
 
 
 def _end_nested_runs(parent, status: str) -> None:

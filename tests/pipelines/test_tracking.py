@@ -6,7 +6,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from pipelines.tracking import EXPERIMENT_KIND_TAG, TRAINING_KIND, experiment_link, paged_runs, quoted, use_experiment
+from pipelines.tracking import EXPERIMENT_KIND_TAG, TRAINING_KIND, paged_runs, quoted, ui_link, use_experiment
 
 
 def test_runs_go_to_the_experiment_named_after_the_spec_tagged_for_training(tracking, monkeypatch):
@@ -60,10 +60,10 @@ def test_a_deleted_experiment_is_one_line(tracking, monkeypatch, capsys):
         "or remove it for good with `mlflow gc`")
 
 
-def test_links_open_the_training_view_and_hide_passwords():
-    assert experiment_link("3", "http://bob:pw@host:5000/") == (
-        "http://bob:***@host:5000/#/experiments/3?workflowType=machine_learning")
-    assert experiment_link("3", "sqlite:///mlruns/mlflow.db") is None
+def test_links_go_to_the_tracking_server_or_make_ui_and_hide_passwords():
+    page = "#/experiments/3/runs?workflowType=machine_learning"
+    assert ui_link(page, "http://bob:pw@host:5000/") == f"http://bob:***@host:5000/{page}"
+    assert ui_link(page, "sqlite:///mlruns/mlflow.db") == f"http://127.0.0.1:5000/{page}"
 
 
 def test_paged_runs_returns_every_match_across_pages_and_only_matches(tracking):
