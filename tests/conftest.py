@@ -263,3 +263,11 @@ def every_experiment() -> list[str]:
     from mlflow import MlflowClient
 
     return [e.experiment_id for e in MlflowClient().search_experiments()]
+
+
+def evaluate_run():
+    """The newest run that `pipelines.evaluate` logged, in whichever experiment it went to."""
+    from mlflow import MlflowClient
+
+    return next(r for r in MlflowClient().search_runs(every_experiment(), order_by=["attributes.start_time DESC"])
+                if r.data.tags.get("mlflow.runName") == "evaluate")

@@ -25,7 +25,7 @@ LEFT_OUT = [
     (re.compile(r"^make clean-runs\b"), "destructive: deletes every local run"),
     (re.compile(r"^mlflow run (?!.*--env-manager local)"), "builds a conda environment from conda.yaml"),
     (re.compile(r"^python benchmarks/"), "a benchmark: it measures figures (benchmarks/README.md)"),
-    (re.compile(r"^make server|python -m server|--experiment-name dialogsum_demo"), TEAM_BLOCK),
+    (re.compile(r"^make server|python -m server|--experiment-name team_dialogsum_demo"), TEAM_BLOCK),
     (re.compile(r"createdb|mlflow server|tracking-host|postgresql://"), TEAM_SETUP),
     (re.compile(r"pipelines\.sources\.public_sets|kaggle "), "downloads a data set from its public source"),
 ]

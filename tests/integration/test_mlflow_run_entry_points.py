@@ -11,7 +11,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from tests.conftest import DIALOGUES, sentiment_rows, write_jsonl
+from tests.conftest import DIALOGUES, evaluate_run, every_experiment, sentiment_rows, write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,7 +46,7 @@ def test_evaluate_entry_point_with_an_unknown_model(tracking, tmp_path):
     proc = mlflow_run("evaluate", tmp_path, model_uri="models:/ghost@champion", data=data, limit=5)
     assert proc.returncode != 0
     assert "error: model URI 'models:/ghost@champion' cannot be found" in proc.stderr
-    run = MlflowClient().search_runs(["0"])[0]
+    run = MlflowClient().search_runs(every_experiment())[0]
     assert run.info.status == "FAILED" and run.data.params["limit"] == "5"  # as `mlflow run` logged it
 
 
@@ -62,7 +62,7 @@ def test_hpo_entry_point_with_an_unreachable_storage(tracking, tmp_path):
     proc = mlflow_run("hpo", tmp_path, experiment=path, storage=storage, n_trials=2)
     assert proc.returncode != 0
     assert f"error: optuna storage {storage} cannot be reached" in proc.stderr
-    run = MlflowClient().search_runs(["0"])[0]
+    run = MlflowClient().search_runs(every_experiment())[0]
     assert run.info.status == "FAILED" and run.data.params["n_trials"] == "2"
     assert run.data.tags["error"].startswith(f"optuna storage {storage} cannot be reached")
 
@@ -99,7 +99,7 @@ def test_peft_compare_with_overrides_then_evaluate_more_rows_than_a_request_then
     proc = mlflow_run("peft_compare", tmp_path, experiment=spec, set="train.max_steps=1 eval.max_examples=2")
     assert succeeded(proc)
     client = MlflowClient()
-    parent = next(r for r in client.search_runs(["0"]) if "mlflow.parentRunId" not in r.data.tags)
+    parent = next(r for r in client.search_runs(every_experiment()) if "mlflow.parentRunId" not in r.data.tags)
     assert parent.info.status == "FINISHED" and parent.data.params["train.max_steps"] == "1"
     version = client.get_model_version_by_alias("tiny-summarizer", "champion")
     assert version.tags["dataset_licence"] == "CC0 (test fixture)"
@@ -110,7 +110,7 @@ def test_peft_compare_with_overrides_then_evaluate_more_rows_than_a_request_then
     data = write_jsonl(tmp_path / "more.jsonl", rows)
     proc = mlflow_run("evaluate", tmp_path, model_uri="models:/tiny-summarizer@champion", data=data)
     assert succeeded(proc)
-    run = next(r for r in client.search_runs(["0"]) if r.data.tags.get("mlflow.runName") == "evaluate")
+    run = evaluate_run()
     assert run.info.status == "FINISHED" and run.data.params["evaluate.rows"] == "40"
     assert run.data.params["limit"] == "0" and "rougeL" in run.data.metrics
 
@@ -133,7 +133,7 @@ def test_evaluate_a_classifier_with_a_label_map(tracking, tmp_path, tiny_encoder
     proc = mlflow_run("evaluate", tmp_path, model_uri="models:/tiny-classifier@champion", data=data,
                       text_field="review", target_field="stars", label_map="1=negative,5=positive", drop_labels=3)
     assert succeeded(proc)
-    run = next(r for r in MlflowClient().search_runs(["0"]) if r.data.tags.get("mlflow.runName") == "evaluate")
+    run = evaluate_run()
     assert run.info.status == "FINISHED" and run.data.params["evaluate.rows"] == "12"
     assert {"accuracy", "f1_macro"} <= set(run.data.metrics)
 
@@ -141,10 +141,12 @@ def test_evaluate_a_classifier_with_a_label_map(tracking, tmp_path, tiny_encoder
 @pytest.mark.slow
 def test_hpo_with_overrides(tracking, tmp_path, tiny_lm_dir):
     spec = tiny_summarizer_spec(tmp_path, tiny_lm_dir, tuned=True)
-    proc = mlflow_run("hpo", tmp_path, experiment=spec, n_trials=2,
+    # A study of its own: the default journal lies in the project directory, where earlier runs of the same
+    # study would already hold its trials and this run would add none.
+    proc = mlflow_run("hpo", tmp_path, experiment=spec, n_trials=2, storage=f"journal:{tmp_path}/optuna.journal",
                       set="methods.0.r=4 train.max_steps=1 eval.max_examples=2")
     assert succeeded(proc)
-    runs = MlflowClient().search_runs(["0"])
+    runs = MlflowClient().search_runs(every_experiment())
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     assert parent.info.status == "FINISHED" and parent.data.params["optuna.n_trials"] == "2"
     assert parent.data.params["methods.0.r"] == "4"

@@ -8,7 +8,7 @@ from mlflow import MlflowClient
 from pipelines import compare, evaluate
 from pipelines.tracked_data import evaluation_input
 from registry.promote import promote
-from tests.conftest import DIALOGUES, write_jsonl
+from tests.conftest import DIALOGUES, evaluate_run, every_experiment, write_jsonl
 from tests.pipelines.test_compare import write_spec
 
 
@@ -29,7 +29,7 @@ def test_scores_a_registered_model_on_another_dataset_and_links_the_result(logge
     assert evaluate.main(["models:/tiny-summarizer@champion", str(data), "--text-field", "conversation",
                           "--target-field", "gist", "--limit", "4"]) == 0
     client = MlflowClient()
-    run = next(r for r in client.search_runs(["0"]) if r.data.tags.get("mlflow.runName") == "evaluate")
+    run = evaluate_run()
     assert run.info.status == "FINISHED"
     assert run.data.params["evaluate.rows"] == "4"
     assert run.data.params["evaluate.model_uri"] == "models:/tiny-summarizer@champion"
@@ -59,7 +59,7 @@ def test_mismatched_data_fails_before_loading_the_model(tracking, tmp_path, monk
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == f"error: {data} row 1: field 'dialogue' is missing"
-    run = MlflowClient().search_runs(["0"])[0]
+    run = MlflowClient().search_runs(every_experiment())[0]
     assert run.info.status == "FAILED" and "field 'dialogue' is missing" in run.data.tags["error"]
 
 
@@ -90,7 +90,7 @@ def test_a_classifier_is_scored_on_another_labelled_set_with_mapped_and_dropped_
     assert evaluate.main(["models:/tiny-classifier@champion", str(data), "--text-field", "sentence",
                           "--target-field", "stars", "--label-map", "1=negative,5=positive", "--drop-labels", "3",
                           "--where", "site=a"]) == 0
-    run = next(r for r in MlflowClient().search_runs(["0"]) if r.data.tags.get("mlflow.runName") == "evaluate")
+    run = evaluate_run()
     assert run.data.params["evaluate.rows"] == "10"  # site a only, the 3-star row dropped
     assert {"accuracy", "f1_macro", "precision_macro", "recall_macro", "ece"} <= set(run.data.metrics)
     assert run.data.metrics["accuracy"] >= 0.7
@@ -145,7 +145,7 @@ def test_the_command_a_refused_promotion_names_rescores_the_champion_and_promoti
     assert command == ["python", "-m", "pipelines.evaluate", "models:/tiny-summarizer/1", str(other["eval"]),
                        "--text-field", "dialogue", "--target-field", "summary"]
     assert evaluate.main(command[3:]) == 0
-    rescoring = next(r for r in client.search_runs(["0"]) if r.data.tags.get("mlflow.runName") == "evaluate")
+    rescoring = evaluate_run()
     assert evaluation_input(rescoring).digest == waiting.tags["eval_digest"]
     run_id = waiting.tags["source_run_id"]
     result = promote(model_uri=client.get_run(run_id).data.tags["model_uri"], run_id=run_id, name="tiny-summarizer",

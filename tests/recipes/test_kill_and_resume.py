@@ -92,7 +92,7 @@ def test_a_scratch_gpt_killed_at_a_random_step_resumes_to_the_uninterrupted_loss
         assert abs(value - want) <= 1e-6, (step, value, want)
     assert not (killed / "ckpt").exists() or not list((killed / "ckpt").rglob("step-*.pt"))
     # The resume checkpoints are files of the training loop, never models: the run logged one, its last step's.
-    models = [m for m in client.search_logged_models(["0"]) if m.source_run_id == run.info.run_id]
+    models = [m for m in client.search_logged_models(every_experiment()) if m.source_run_id == run.info.run_id]
     assert [m.params["step"] for m in models] == [str(STEPS)]
 
 
