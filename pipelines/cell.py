@@ -49,10 +49,15 @@ class CellResult:
     model_uri: str | None = None
     error: str | None = None
     pruned_at_step: int | None = None
+    seed: int | None = None  # set when the spec lists `seeds`: this is one of the cell's runs
+
+    @property
+    def cell(self) -> str:
+        return f"{self.model}/{self.method}/{self.dataset}"
 
     @property
     def label(self) -> str:
-        return f"{self.model}/{self.method}/{self.dataset}"
+        return self.cell if self.seed is None else f"{self.cell} seed {self.seed}"
 
 
 def cell_params(spec: ExperimentSpec, model_src, dataset, method) -> dict:
@@ -69,12 +74,17 @@ def data_tags(dataset, splits: Splits) -> dict[str, str]:
             **{f"{DATA_SOURCE_TAG}.{split}": source for split, source in splits.sources.items()}}
 
 
-def reused_cell(run, model_src, dataset, method, position: str) -> CellResult:
+def seed_of(spec: ExperimentSpec) -> int | None:
+    """The seed that tells a cell's runs apart, when the spec trains each cell under several."""
+    return spec.seed if spec.seeds else None
+
+
+def reused_cell(run, spec: ExperimentSpec, model_src, dataset, method, position: str) -> CellResult:
     """A cell finished by an interrupted earlier grid, taken over as it is."""
-    label = f"{model_src.name}/{method.name}/{dataset.name}"
-    print(f"\n[{position}] {label}: reusing finished run {run.info.run_id} of an interrupted grid", flush=True)
-    return CellResult(model_src.name, dataset.name, method.name, "FINISHED", run.info.run_id,
-                      metrics=dict(run.data.metrics), model_uri=run.data.tags["model_uri"])
+    result = CellResult(model_src.name, dataset.name, method.name, "FINISHED", run.info.run_id,
+                        metrics=dict(run.data.metrics), model_uri=run.data.tags["model_uri"], seed=seed_of(spec))
+    print(f"\n[{position}] {result.label}: reusing finished run {run.info.run_id} of an interrupted grid", flush=True)
+    return result
 
 
 def _with_instruction(spec: ExperimentSpec, dataset) -> ExperimentSpec:
@@ -98,11 +108,12 @@ def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, p
     Under torchrun this is rank 0's side; the others train the cell with it (`pipelines.follower`)."""
     if method.trains and distributed.active():
         distributed.send((spec, model_src, dataset, method, splits, checkpoint_dir))
-    label = f"{model_src.name}/{method.name}/{dataset.name}"
     params = cell_params(spec, model_src, dataset, method)
     journal, checkpoints = journal_and_checkpoints(spec, params, splits, checkpoint_dir)
+    result = CellResult(model_src.name, dataset.name, method.name, "FAILED", "", seed=seed_of(spec))
+    label = result.label
     run = start_cell_run(label, checkpoints)
-    result = CellResult(model_src.name, dataset.name, method.name, "FAILED", run.info.run_id)
+    result.run_id = run.info.run_id
     validated_at: list[int] = []  # steps seen by on_validation: the last one is where a trial was pruned
 
     def told(scores: dict[str, float], step: int) -> None:
@@ -113,7 +124,7 @@ def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, p
         print(f"\n[{position}] {label}", flush=True)
         log_params(params)
         mlflow.set_tags({"model": model_src.name, "dataset": dataset.name, "method": method.name, "cell_key": key,
-                         **data_tags(dataset, splits)})
+                         **({"seed": str(result.seed)} if result.seed is not None else {}), **data_tags(dataset, splits)})
         log_splits(dataset.name, splits, scored_examples(spec, splits))  # the runs table's Dataset column
         metrics = _run(_with_instruction(spec, dataset), model_src, method, splits, journal, checkpoints,
                        told if on_validation else None)

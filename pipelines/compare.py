@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -36,6 +37,7 @@ from pipelines.preflight import resolve_inputs
 from pipelines.report import comparison_table, quality_cost_chart, reading, reference_rows, to_markdown
 from pipelines.resume import cell_key, mark_resumed, reusable_cells
 from pipelines.runtime import configure_threads
+from pipelines.seed_stats import across_seeds, mark_noise
 from pipelines.sources.datasets import data_fingerprint
 from pipelines.sources.leakage import log_leakage
 from pipelines.spec_paths import add_set_argument, experiment_of, parse_overrides
@@ -55,36 +57,43 @@ def run(spec: ExperimentSpec, spec_path: str | None = None, restart: bool = Fals
         mlflow.log_artifact(spec_path, "spec")
     splits = resolve_inputs(spec)  # bad data or an unknown model fails before the first cell trains
     log_leakage(splits)  # how much of each eval split train already holds, before anyone believes its scores
-    grid = [(m, d, meth) for m in spec.models for d in spec.datasets for meth in spec.methods]
+    # Under `seeds`, a cell's runs differ in their training seed only: the splits are the spec's.
+    seeded = [spec.model_copy(update={"seed": seed}) for seed in spec.seeds] if spec.seeds else [spec]
+    grid = [(s, m, d, meth) for m in spec.models for d in spec.datasets for meth in spec.methods for s in seeded]
     fingerprints = {name: data_fingerprint(s.train + s.eval) for name, s in splits.items()}
-    keys = [cell_key(cell_params(spec, m, d, meth), fingerprints[d.name]) for m, d, meth in grid]
+    keys = [cell_key(cell_params(s, m, d, meth), fingerprints[d.name]) for s, m, d, meth in grid]
     reuse = reusable_cells(set(keys))
     if reuse:
         mark_resumed(reuse.values(), mlflow.active_run().info.run_id)
     cells = []
-    for i, ((model_src, dataset, method), key) in enumerate(zip(grid, keys), start=1):
+    for i, ((cell_spec, model_src, dataset, method), key) in enumerate(zip(grid, keys), start=1):
         position = f"{i}/{len(grid)}"
         if key in reuse:
-            cells.append(reused_cell(reuse[key], model_src, dataset, method, position))
+            cells.append(reused_cell(reuse[key], cell_spec, model_src, dataset, method, position))
         else:
-            checkpoints = cell_checkpoint_dir(spec, f"{model_src.name}/{method.name}/{dataset.name}")
+            seed_part = f"/seed-{cell_spec.seed}" if spec.seeds else ""
+            checkpoints = cell_checkpoint_dir(spec, f"{model_src.name}/{method.name}/{dataset.name}{seed_part}")
             if restart:
                 shutil.rmtree(checkpoints, ignore_errors=True)
-            cells.append(run_cell(spec, model_src, dataset, method, splits[dataset.name], position, key,
+            cells.append(run_cell(cell_spec, model_src, dataset, method, splits[dataset.name], position, key,
                                   checkpoint_dir=checkpoints))
     references = {d.name: get_task(spec.task).reference_scores(splits[d.name]) for d in spec.datasets}
     for dataset, figures in references.items():
         for name, scores in figures.items():
             mlflow.log_metrics({f"reference.{dataset}.{name.replace(' ', '_')}.{k}": v for k, v in scores.items()})
-    table = comparison_table(cells, reference_rows(references))
+    runs_table = comparison_table(cells, reference_rows(references))
+    metric, greater = spec.registry.metric, spec.registry.greater_is_better
+    table = mark_noise(across_seeds(runs_table), metric, greater_is_better=greater)  # itself without seeds
     log_grid_summary(table)
-    summary = reading(table, spec.registry.metric, greater_is_better=spec.registry.greater_is_better)
+    summary = reading(table, metric, greater_is_better=greater)
     mlflow.set_tag("mlflow.note.content", summary)  # shown as the run's description in the UI
     markdown = to_markdown(table) + "\n\n" + summary
     with tempfile.TemporaryDirectory() as tmp:
         table.to_csv(Path(tmp) / "comparison.csv", index=False)
+        if spec.seeds:
+            runs_table.to_csv(Path(tmp) / "comparison_runs.csv", index=False)  # every seed's run
         (Path(tmp) / "comparison.md").write_text(markdown + "\n")
-        quality_cost_chart(table, spec.registry.metric, Path(tmp) / "quality_vs_cost.png")
+        quality_cost_chart(table, metric, Path(tmp) / "quality_vs_cost.png")
         mlflow.log_artifacts(tmp, "report")
     print("\n" + markdown + "\n", flush=True)
     view = share_comparison_view(mlflow.active_run().info.experiment_id, spec.registry.metric)
@@ -105,6 +114,11 @@ def _promote_best(spec: ExperimentSpec, cells):
         if spec.registry.promote:
             print(f"[registry] nothing to register: no finished cell has metric '{metric}'", flush=True)
         return None
+    if spec.seeds:  # the cell with the best mean over its seeds, then the best of its runs
+        means = {cell: statistics.fmean(c.metrics[metric] for c in scored if c.cell == cell)
+                 for cell in dict.fromkeys(c.cell for c in scored)}
+        best_cell = best_of(list(means), means.get, spec.registry.greater_is_better)
+        scored = [c for c in scored if c.cell == best_cell]
     best = best_of(scored, lambda c: c.metrics[metric], spec.registry.greater_is_better)
     promotion = promote(model_uri=best.model_uri, run_id=best.run_id, name=spec.registry.model_name, metric=metric,
                         greater_is_better=spec.registry.greater_is_better)

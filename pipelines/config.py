@@ -145,7 +145,9 @@ class ExperimentSpec(_Strict):
     name: str = Field(description="MLflow run name of the parent run")
     task: str = Field("summarization", description="a task of the registry in pipelines/tasks (summarization, "
                       "classification, ...)")
-    seed: int = 1234
+    seed: int = Field(1234, description="seed of data subsampling and splits, and of training when `seeds` is unset")
+    seeds: list[int] | None = Field(None, min_length=1, description="train each cell once per seed (initialisation, "
+                                    "data order); the report and parent run show mean ± std over them")
     models: list[ModelSource] = Field(default_factory=lambda: [ModelSource()], min_length=1)
     datasets: list[DatasetSource] = Field(min_length=1)
     methods: list[MethodSpec] = Field(min_length=1)
@@ -159,8 +161,8 @@ class ExperimentSpec(_Strict):
 
     @model_validator(mode="after")
     def _unique_names(self):
-        for field in ("models", "datasets", "methods"):
-            names = [item.name for item in getattr(self, field)]
+        for field in ("models", "datasets", "methods", "seeds"):
+            names = [getattr(item, "name", item) for item in getattr(self, field) or []]
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"{field}: duplicate name(s) {dupes}")

@@ -13,27 +13,31 @@ from pipelines.report import SCORES
 TABLE_FILE = "report/comparison.json"
 
 
-def best_per_metric(table: pd.DataFrame) -> dict[str, tuple[float, str]]:
-    """{metric: (best value, "model/method/dataset")} over the finished cells, each metric in the
-    direction its task gives it; baselines and failed cells hold no best."""
+def best_rows(table: pd.DataFrame) -> dict[str, pd.Series]:
+    """{metric: the finished cell's row with its best value}, each metric in the direction its task
+    gives it (a mean, for cells run under several seeds); baselines and failed cells hold no best."""
     done = table[table["status"] == "FINISHED"] if "status" in table else table.iloc[0:0]
-    best = {}
-    for name, score in SCORES.items():
-        if name not in done or done[name].isna().all():
-            continue
-        row = done.loc[done[name].idxmax() if score.greater_is_better else done[name].idxmin()]
-        best[name] = (float(row[name]), f"{row['model']}/{row['method']}/{row['dataset']}")
-    return best
+    return {name: done.loc[done[name].idxmax() if score.greater_is_better else done[name].idxmin()]
+            for name, score in SCORES.items() if name in done and not done[name].isna().all()}
+
+
+def best_per_metric(table: pd.DataFrame) -> dict[str, tuple[float, str]]:
+    """{metric: (best value, "model/method/dataset")}, as `best_rows` finds them."""
+    return {name: (float(row[name]), f"{row['model']}/{row['method']}/{row['dataset']}")
+            for name, row in best_rows(table).items()}
 
 
 def log_grid_summary(table: pd.DataFrame) -> dict[str, tuple[float, str]]:
-    """Log on the active (parent) run `best_<metric>` metrics, `best_<metric>.cell` tags and the
-    table; returns what `best_per_metric` found."""
-    best = best_per_metric(table)
-    finite = {f"best_{name}": value for name, (value, _) in best.items() if math.isfinite(value)}
+    """Log on the active (parent) run `best_<metric>` metrics (and `best_<metric>_std` over seeds),
+    `best_<metric>.cell` tags and the table; returns what `best_per_metric` found."""
+    rows = best_rows(table)
+    figures = {f"best_{name}": row[name] for name, row in rows.items()}
+    figures.update({f"best_{name}_std": row[f"{name}_std"] for name, row in rows.items() if f"{name}_std" in row})
+    finite = {key: float(value) for key, value in figures.items() if pd.notna(value) and math.isfinite(value)}
     if finite:
         mlflow.log_metrics(finite)
-        mlflow.set_tags({f"best_{name}.cell": cell for name, (_, cell) in best.items()})
+        mlflow.set_tags({f"best_{name}.cell": f"{row['model']}/{row['method']}/{row['dataset']}"
+                         for name, row in rows.items()})
     # MLflow's table artifacts want JSON-safe columns: NaN (a metric a cell lacks) becomes null.
     mlflow.log_table(table.astype(object).where(table.notna(), None), artifact_file=TABLE_FILE)
-    return best
+    return best_per_metric(table)

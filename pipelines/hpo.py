@@ -140,6 +140,9 @@ def run(spec: ExperimentSpec, spec_path: str, n_trials: int | None = None, stora
     study and this worker's trial numbers."""
     if spec.hpo is None:
         raise PlatformError(f"experiment spec {spec_path} has no hpo section (what to tune: hpo.space)")
+    if spec.seeds:  # a trial is one training run; averaging seeds per trial is not what the study's sampler models
+        raise PlatformError(f"experiment spec {spec_path}: seeds {spec.seeds} are for peft_compare; a study tunes "
+                            "under `seed` alone")
     settings = spec.hpo
     n_trials = n_trials or settings.n_trials
     storage_url = storage_url or default_storage()

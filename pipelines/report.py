@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipelines.seed_stats import REFERENCE, noise_reading, with_spread
 from pipelines.tasks import TASKS
 
-KEYS = ["model", "dataset", "method", "status"]
+KEYS = ["model", "dataset", "method", "seed", "seeds", "status"]  # seed: a run of a cell; seeds: runs averaged
 # Every task's scores, in their order, each once (eval_loss last): names, labels, points and
 # directions are the tasks' (pipelines/tasks), not lists of the report's own.
 SCORES = {score.name: score for task in TASKS.values() for score in task.scores if score.name != "eval_loss"}
@@ -19,11 +20,8 @@ COST = [("train_time_s", "train s"), ("wall_time_s", "wall s"), ("train_tokens_p
         ("train_examples_per_s", "examples/s"), ("mfu", "MFU"), ("generation_ms_per_token", "gen ms/token"),
         ("peak_rss_mb", "peak RSS MB"), ("peak_vram_mb", "peak VRAM MB"), ("params_trainable", "trainable params"),
         ("saved_mb", "saved MB")]
-COLUMNS = ([(k, k) for k in KEYS] + [(s.name, s.label) for s in SCORES.values()] + FIT + TOKENIZER_COLUMNS
-           + COST + [("error", "error")])
-
-
-REFERENCE = "REFERENCE"  # the status of a baseline's row (a compressor, an n-gram model): not a cell
+COLUMNS = ([(k, k) for k in KEYS] + [(s.name, s.label) for s in SCORES.values()] + [("vs_best", "vs best")] + FIT
+           + TOKENIZER_COLUMNS + COST + [("error", "error")])
 
 
 def reference_rows(references: dict[str, dict[str, dict[str, float]]]) -> list[dict]:
@@ -36,7 +34,7 @@ def comparison_table(cells, references: list[dict] = ()) -> pd.DataFrame:
     rows = []
     for cell in cells:
         row = {"model": cell.model, "dataset": cell.dataset, "method": cell.method, "status": cell.status,
-               "error": cell.error or ""}
+               "error": cell.error or "", **({"seed": cell.seed} if cell.seed is not None else {})}
         row.update(cell.metrics)
         rows.append(row)
     rows += [{**row, "error": ""} for row in references]
@@ -51,13 +49,15 @@ def comparison_table(cells, references: list[dict] = ()) -> pd.DataFrame:
 # "N points over the base": a score on 0..1 reads as percentage points, sacrebleu's BLEU and
 # n-gram precisions are on 0..100 already; a figure in its own units (a loss) has no points.
 POINTS_PER_UNIT = {name: score.points for name, score in SCORES.items() if score.points}
-QUALITY = list(SCORES) + [key for key, _ in FIT]
+QUALITY = list(SCORES) + ["vs_best"] + [key for key, _ in FIT]
 TOKENIZER = [key for key, _ in TOKENIZER_COLUMNS] + ["accuracy"]
 
 
 def to_markdown(frame: pd.DataFrame) -> str:
-    """Two tables, as in the study: quality, then cost (time, memory, speed, size), plus failures."""
+    """Two tables, as in the study: quality, then cost (time, memory, speed, size), plus failures.
+    A figure averaged over seeds shows as mean ± std."""
     headers = dict(COLUMNS)
+    frame = with_spread(frame)
 
     def table(columns, rows=frame):
         keep = [c for c in KEYS + columns if c in rows.columns]
@@ -101,6 +101,7 @@ def reading(frame: pd.DataFrame, metric: str, *, greater_is_better: bool) -> str
             if row.get("train_tokens_per_s") and ref.get("train_tokens_per_s"):
                 parts.append(f"{row['train_tokens_per_s'] / ref['train_tokens_per_s']:.2f}x its training speed")
             sentences.append(", ".join(parts) + ".")
+    sentences += noise_reading(frame, metric, label)
     sentences += _against_references(frame)
     failed = frame[~frame["status"].isin(["FINISHED", REFERENCE])] if "status" in frame else frame.iloc[0:0]
     for _, row in failed.iterrows():
@@ -158,6 +159,9 @@ def quality_cost_chart(frame: pd.DataFrame, metric: str, path: Path) -> Path | N
     for ax, cost in zip(axes[0], costs):
         for _, row in done.iterrows():
             ax.scatter(row[cost], row[metric], s=60)
+            spread = row.get(f"{metric}_std")  # over the cell's seeds, when it has several
+            if spread is not None and pd.notna(spread):
+                ax.errorbar(row[cost], row[metric], yerr=spread, fmt="none", ecolor="grey", capsize=3)
             ax.annotate(f"{row['method']}\n{row['model']}/{row['dataset']}", (row[cost], row[metric]),
                         fontsize=7, xytext=(4, 4), textcoords="offset points")
         ax.set_xlabel(dict(COLUMNS).get(cost, cost))

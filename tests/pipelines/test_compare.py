@@ -222,3 +222,42 @@ def test_seq2seq_models_run_the_same_grid_and_serve(tracking, tmp_path, tiny_seq
     served = mlflow.pyfunc.load_model("models:/tiny-summarizer@champion")
     out = served.predict(pd.DataFrame({"dialogue": [DIALOGUES[3][0]]}))
     assert len(out) == 1 and isinstance(out["summary"][0], str)
+
+
+def test_seeds_run_each_cell_once_per_seed_and_the_parent_reports_mean_and_std(tracking, tmp_path, tiny_lm_dir,
+                                                                               dialogue_files):
+    import statistics
+
+    registry = {"model_name": "tiny-summarizer", "metric": "eval_loss", "greater_is_better": False}
+    methods = [{"name": "base"}, {"name": "full", "learning_rate": 1e-3}]
+    spec = write_spec(tmp_path, tiny_lm_dir, dialogue_files, methods=methods, registry=registry, seeds=[1, 2, 3])
+    assert compare.main([spec]) == 0
+    client = MlflowClient()
+    runs = runs_of(client)
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    children = [r for r in runs if r is not parent]
+    assert sorted((r.data.tags["method"], r.data.tags["seed"]) for r in children) == [
+        (m, s) for m in ("base", "full") for s in ("1", "2", "3")]
+    assert {r.info.run_name for r in children} >= {"tiny/full/dlg seed 1", "tiny/base/dlg seed 3"}
+    full = [r for r in children if r.data.tags["method"] == "full"]
+    losses = [r.data.metrics["eval_loss"] for r in full]
+    assert len(set(losses)) == 3  # the seed changes training, not only the run's name
+    assert parent.data.metrics["best_eval_loss"] == pytest.approx(statistics.fmean(losses))
+    assert parent.data.metrics["best_eval_loss_std"] == pytest.approx(statistics.stdev(losses))
+    assert "Over 3 seeds on dlg, tiny/full has the best mean eval loss" in parent.data.tags["mlflow.note.content"]
+    table = client.load_table(parent.info.experiment_id, "report/comparison.json", run_ids=[parent.info.run_id])
+    assert set(table["seeds"]) == {3} and "eval_loss_std" in table
+    # the registered model is the best run of the cell with the best mean
+    version = client.get_model_version_by_alias("tiny-summarizer", "champion")
+    assert version.run_id == min(full, key=lambda r: r.data.metrics["eval_loss"]).info.run_id
+
+
+def test_listing_the_spec_seed_under_seeds_keeps_the_cells_of_a_grid_without_seeds(tiny_lm_dir, dialogue_files,
+                                                                                  tmp_path):
+    from pipelines.cell import cell_params
+    from pipelines.config import load_spec
+
+    plain = load_spec(write_spec(tmp_path, tiny_lm_dir, dialogue_files))
+    seeded = plain.model_copy(update={"seeds": [plain.seed, 7]})
+    cell = (plain.models[0], plain.datasets[0], plain.methods[1])
+    assert cell_params(seeded, *cell) == cell_params(plain, *cell)  # a resumed grid reuses the seed it ran
