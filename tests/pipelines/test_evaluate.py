@@ -31,6 +31,7 @@ def test_scores_a_registered_model_on_another_dataset_and_links_the_result(logge
     client = MlflowClient()
     run = evaluate_run()
     assert run.info.status == "FINISHED"
+    assert client.get_experiment(run.info.experiment_id).name == "evaluate_tiny-summarizer"  # not the grid's
     assert run.data.params["evaluate.rows"] == "4"
     assert run.data.params["evaluate.model_uri"] == "models:/tiny-summarizer@champion"
     assert {"rouge1", "rougeL", "bleu", "precision_1"} <= set(run.data.metrics)

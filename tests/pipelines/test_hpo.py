@@ -209,6 +209,8 @@ def _bad_case(case, tmp_path, tiny_lm_dir):
         args = ["--storage", f"journal:{tmp_path / 'no' / 'such' / 'optuna.journal'}"]
     elif case == "other_direction":
         optuna.create_study(storage=default_journal(tmp_path), study_name=STUDY, direction="minimize")
+    elif case == "seeds":
+        args = ["--set", "seeds=[1,2]"]
     spec = write_spec(tmp_path, tiny_lm_dir, section, {"max_steps": 1, "batch_size": 4})
     return [spec, *args]
 
@@ -224,6 +226,7 @@ def _bad_case(case, tmp_path, tiny_lm_dir):
         ("unknown_scheme", "optuna storage redis://nobody:***@127.0.0.1/0 has an unknown scheme 'redis'"),
         ("journal_directory_missing", "optuna.journal: its directory "),
         ("other_direction", f"optuna study '{STUDY}' in journal:/"),
+        ("seeds", "seeds [1, 2] are for peft_compare; a study tunes under `seed` alone"),
     ],
 )
 def test_bad_input_fails_before_training_with_one_line_and_a_failed_run(case, expected, tracking, tmp_path,
