@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ import mlflow
 
 from pipelines.compare import run
 from pipelines.config import load_spec
+from pipelines.efficiency import cpu_name
 from pipelines.report import to_markdown
 from pipelines.spec_paths import parse_overrides
 
@@ -47,9 +47,8 @@ def main(argv: list[str] | None = None) -> int:
             _, table, _ = run(spec, args.spec)
         total = time.perf_counter() - started
         summary = mlflow.last_active_run().data.tags["mlflow.note.content"]
-    lines = [f"# {spec.name} over seeds {spec.seeds}", "", f"machine: {platform.processor() or platform.machine()}, "
-             f"{os.cpu_count()} cores; overrides: {args.set or 'none'}; total {total / 60:.1f} min", "",
-             to_markdown(table), "", summary, ""]
+    machine = f"machine: {cpu_name()}, {os.cpu_count()} cores; overrides: {args.set or 'none'}; total {total / 60:.1f} min"
+    lines = [f"# {spec.name} over seeds {spec.seeds}", "", machine, "", to_markdown(table), "", summary, ""]
     out = Path(__file__).parent / "results" / f"seed_noise_{spec.name}.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text("\n".join(lines))
