@@ -47,17 +47,16 @@ def parse_args():
     return ap.parse_args()
 
 
-def run_one(args, config: dict) -> dict:
+def prepared_run(args, config: dict):
+    """The model, rows, settings and `train` arguments of one configuration, as a cell builds
+    them; `lora_profile.py` trains its arms through this too."""
     import torch
 
     from pipelines.config import TrainSettings
     from pipelines.methods import FullMethod, LoraMethod, QloraMethod
-    from pipelines.resources import ResourceMeter
     from pipelines.runtime import autocast_dtype, configure_threads
     from pipelines.sources.models import load_lm
     from pipelines.tasks.summarization import collate, encode_for_training, summary_loss
-    from pipelines.train import train
-    from pipelines.train_setup import prepared_for_training
 
     configure_threads()
     cpu = torch.device("cpu")
@@ -78,13 +77,42 @@ def run_one(args, config: dict) -> dict:
     kwargs = {"collate": collate, "loss": summary_loss, "learning_rate": method.learning_rate, "weight_decay": 0.0,
               "seed": 0, "pad_id": tokenizer.pad_token_id,
               "device": cpu, "amp_dtype": amp}
-    with prepared_for_training(model, settings, amp):
-        # One step first, unmetered: kernel selection and the first touch of memory happen once per process.
-        train(model, longest[: args.batch_size], settings.model_copy(update={"max_steps": 1}), **kwargs)
-        with ResourceMeter(cpu) as meter:  # the peak of training itself, heap already grown by the warm-up
-            fit = train(model, longest, settings, **kwargs)
-    return {**config, "peak_rss_gb": meter.summary()["peak_rss_mb"] / 1024, "s_per_step": fit.train_time_s / fit.steps,
+    return model, longest, settings, kwargs
+
+
+def metered_steps(args, model, longest, settings, kwargs) -> dict:
+    """One unmetered warm-up step, then the metered steps: peak RSS and time per step."""
+    import torch
+
+    from pipelines.resources import ResourceMeter
+    from pipelines.train import train
+
+    # One step first, unmetered: kernel selection and the first touch of memory happen once per process.
+    train(model, longest[: args.batch_size], settings.model_copy(update={"max_steps": 1}), **kwargs)
+    with ResourceMeter(torch.device("cpu")) as meter:  # the peak of training itself, heap already grown by the warm-up
+        fit = train(model, longest, settings, **kwargs)
+    return {"peak_rss_gb": meter.summary()["peak_rss_mb"] / 1024, "s_per_step": fit.train_time_s / fit.steps,
             "tokens_per_s": fit.tokens_per_s, "mean_len": sum(len(e.input_ids) for e in longest) / len(longest)}
+
+
+def run_one(args, config: dict) -> dict:
+    from pipelines.train_setup import prepared_for_training
+
+    model, longest, settings, kwargs = prepared_run(args, config)
+    with prepared_for_training(model, settings, kwargs["amp_dtype"]):
+        return {**config, **metered_steps(args, model, longest, settings, kwargs)}
+
+
+def in_fresh_process(script: str, name: str, passthrough: list[str]) -> dict:
+    """Run `script --one NAME` in a new interpreter (so one configuration's heap never inflates
+    the next one's peak) and return the JSON it printed on its `RESULT ` line."""
+    proc = subprocess.run([sys.executable, script, "--one", name, *passthrough], capture_output=True, text=True,
+                          check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        print(proc.stdout[-2000:], proc.stderr[-2000:], flush=True)
+        raise SystemExit(f"error: configuration {name} failed (exit {proc.returncode})")
+    return json.loads(lines[-1].removeprefix("RESULT "))
 
 
 def main() -> None:
@@ -99,13 +127,7 @@ def main() -> None:
     for name in names:
         print(f"== {name} ==", flush=True)
         started = time.perf_counter()
-        proc = subprocess.run([sys.executable, __file__, "--one", name, *passthrough], capture_output=True, text=True,
-                              check=False)
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-        if proc.returncode or not lines:
-            print(proc.stdout[-2000:], proc.stderr[-2000:], flush=True)
-            raise SystemExit(f"error: configuration {name} failed (exit {proc.returncode})")
-        results[name] = json.loads(lines[-1].removeprefix("RESULT "))
+        results[name] = in_fresh_process(__file__, name, passthrough)
         r = results[name]
         print(f"  peak RSS {r['peak_rss_gb']:.2f} GB  {r['s_per_step']:.1f} s/step  {r['tokens_per_s']:.0f} tok/s  "
               f"(mean {r['mean_len']:.0f} tokens/row; {time.perf_counter() - started:.0f} s)", flush=True)
