@@ -21,6 +21,7 @@ from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.huggingface_dataset_source import HuggingFaceDatasetSource
 from mlflow.data.pandas_dataset import PandasDataset
+from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from pipelines.sources.datasets import Example, Splits, data_fingerprint, hub_parts
@@ -51,8 +52,22 @@ def as_dataset(examples: list[Example], name: str, source: str) -> PandasDataset
 def log_examples(examples: list[Example], name: str, source: str, context: str) -> PandasDataset:
     """Log the examples as an input of the active run; returns the dataset, for metrics scored on it."""
     dataset = as_dataset(examples, name, source)
-    mlflow.log_input(dataset, context=context, tags={SOURCE_TAG: source})
+    for attempt in range(3):
+        try:
+            mlflow.log_input(dataset, context=context, tags={SOURCE_TAG: source})
+            break
+        except MlflowException as exc:
+            # MLflow's SQL store looks a dataset up, then inserts it: two runs logging the same
+            # data at once (two grids on one server) race, and the loser hits the unique key.
+            # Asked again, it finds the winner's row and only links it.
+            if attempt == 2 or not _lost_insert_race(exc):
+                raise
     return dataset
+
+
+def _lost_insert_race(exc: MlflowException) -> bool:
+    message = str(exc)
+    return "dataset_pk" in message or "UniqueViolation" in message or "UNIQUE constraint failed: datasets" in message
 
 
 def log_splits(dataset_name: str, splits: Splits, scored: list[Example]) -> None:

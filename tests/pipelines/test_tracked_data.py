@@ -53,6 +53,29 @@ def test_a_local_file_is_a_local_source_and_a_run_without_inputs_has_no_evaluati
     assert evaluation_input(MlflowClient().get_run(bare.info.run_id)) is None
 
 
+def test_a_lost_race_to_insert_the_same_dataset_is_asked_again_and_other_errors_are_not(tracking, monkeypatch):
+    """Two grids on one server logging the same rows at once: MLflow's store looks the dataset up,
+    then inserts it, and the slower one hits PostgreSQL's unique key (seen in CI)."""
+    from mlflow.exceptions import MlflowException
+
+    real, calls = mlflow.log_input, []
+
+    def racing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise MlflowException('BAD_REQUEST: (psycopg.errors.UniqueViolation) duplicate key value violates '
+                                  'unique constraint "dataset_pk"')
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mlflow, "log_input", racing)
+    with mlflow.start_run() as run:
+        log_examples(EXAMPLES, "dlg/eval", "eval.jsonl", EVALUATION)
+    assert len(calls) == 2 and list(inputs_of(MlflowClient().get_run(run.info.run_id))) == ["dlg/eval"]
+    monkeypatch.setattr(mlflow, "log_input", lambda *a, **k: (_ for _ in ()).throw(MlflowException("disk full")))
+    with mlflow.start_run(), pytest.raises(MlflowException, match="disk full"):
+        log_examples(EXAMPLES, "dlg/eval", "eval.jsonl", EVALUATION)
+
+
 def test_digest_is_the_content_not_the_row_numbers_nor_the_order():
     renumbered = [Example(ex.text, ex.references, ex.row + 10) for ex in EXAMPLES]
     assert data_fingerprint(renumbered) == data_fingerprint(EXAMPLES)
