@@ -118,9 +118,13 @@ def _contended(cached: dict[str, float], key: str) -> bool:
     """A peak below the one cached for fewer threads of the same machine and dtype was measured
     while other work held the cores (two ranks measuring at once once cached 2 GFLOP/s against
     66 for one thread): measure it again."""
-    head, threads, tail = key.split("|threads=")[0], int(key.split("|threads=")[1].split("|")[0]), key.split("|")[-1]
-    fewer = [v for k, v in cached.items() if k.startswith(head + "|threads=") and k.endswith("|" + tail)
-             and int(k.split("|threads=")[1].split("|")[0]) < threads]
+    def parts(k: str) -> tuple[str, int, str]:  # (device|name, threads, dtype) of _machine_key's format
+        machine, threads, dtype = k.rsplit("|", 2)
+        return machine, int(threads.removeprefix("threads=")), dtype
+
+    machine, threads, dtype = parts(key)
+    fewer = [value for other, value in cached.items() if "|threads=" in other
+             and (p := parts(other))[0::2] == (machine, dtype) and p[1] < threads]
     return bool(fewer) and cached[key] < max(fewer)
 
 

@@ -23,21 +23,23 @@ def best_rows(table: pd.DataFrame) -> dict[str, pd.Series]:
 
 def best_per_metric(table: pd.DataFrame) -> dict[str, tuple[float, str]]:
     """{metric: (best value, "model/method/dataset")}, as `best_rows` finds them."""
-    return {name: (float(row[name]), f"{row['model']}/{row['method']}/{row['dataset']}")
-            for name, row in best_rows(table).items()}
+    return {name: (float(row[name]), _cell_of(row)) for name, row in best_rows(table).items()}
 
 
 def log_grid_summary(table: pd.DataFrame) -> dict[str, tuple[float, str]]:
     """Log on the active (parent) run `best_<metric>` metrics (and `best_<metric>_std` over seeds),
-    `best_<metric>.cell` tags and the table; returns what `best_per_metric` found."""
+    `best_<metric>.cell` tags and the table; returns {metric: (best value, cell)}."""
     rows = best_rows(table)
     figures = {f"best_{name}": row[name] for name, row in rows.items()}
     figures.update({f"best_{name}_std": row[f"{name}_std"] for name, row in rows.items() if f"{name}_std" in row})
     finite = {key: float(value) for key, value in figures.items() if pd.notna(value) and math.isfinite(value)}
     if finite:
         mlflow.log_metrics(finite)
-        mlflow.set_tags({f"best_{name}.cell": f"{row['model']}/{row['method']}/{row['dataset']}"
-                         for name, row in rows.items()})
+        mlflow.set_tags({f"best_{name}.cell": _cell_of(row) for name, row in rows.items()})
     # MLflow's table artifacts want JSON-safe columns: NaN (a metric a cell lacks) becomes null.
     mlflow.log_table(table.astype(object).where(table.notna(), None), artifact_file=TABLE_FILE)
-    return best_per_metric(table)
+    return {name: (float(row[name]), _cell_of(row)) for name, row in rows.items()}
+
+
+def _cell_of(row: pd.Series) -> str:
+    return f"{row['model']}/{row['method']}/{row['dataset']}"
