@@ -151,6 +151,8 @@ def run_cell(spec: ExperimentSpec, model_src, dataset, method, splits: Splits, p
         if isinstance(exc, distributed.RankFailure):
             raise  # a rank died or failed alone: the job stops
     finally:
+        if checkpoints is not None:
+            checkpoints.release()
         release_freed_memory()
     return result
 

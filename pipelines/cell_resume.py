@@ -4,6 +4,7 @@ again into a continued run. The cell (`pipelines/cell.py`) and the ranks that fo
 torchrun (`pipelines/follower.py`) share them."""
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -16,9 +17,16 @@ from pipelines.train_settings import RESUMABLE_CHANGES
 
 
 def cell_checkpoint_dir(spec, label: str) -> Path:
-    """Where a grid cell's checkpoints go: by spec and cell, so that a rerun of the spec finds them."""
+    """Where a grid cell's checkpoints go: by spec, tracking store and cell, so that a rerun of the
+    spec against the same store finds them, and a job logging to another store (another user's
+    server, a throwaway sqlite file) in the same project never takes them for its own."""
     slug = lambda text: re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
-    return Path(spec.train.checkpoint_dir) / slug(spec.name) / slug(label.replace("/", "__"))
+    return Path(spec.train.checkpoint_dir) / slug(spec.name) / store_folder() / slug(label.replace("/", "__"))
+
+
+def store_folder() -> str:
+    """`store-<8 hex digits>`: the tracking URI hashed (it may hold a host or a password)."""
+    return "store-" + hashlib.sha1(mlflow.get_tracking_uri().encode()).hexdigest()[:8]
 
 
 def journal_and_checkpoints(spec, params: dict, splits: Splits, directory: Path | None, leads: bool = True):
@@ -41,6 +49,8 @@ def journal_and_checkpoints(spec, params: dict, splits: Splits, directory: Path 
 def start_cell_run(label: str, checkpoints: Checkpointer | None):
     """The cell's nested run: the run a killed process was training it in, continued, or a new one
     (claimed in the checkpoint folder before anything is trained)."""
+    if checkpoints is not None:
+        checkpoints.hold()
     saved = _run_to_continue(checkpoints) if checkpoints is not None else None
     if saved:
         run = mlflow.start_run(run_id=saved, nested=True, log_system_metrics=True)

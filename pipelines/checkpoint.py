@@ -14,7 +14,10 @@ point and resumed computes the same per-step losses as one that was never interr
   marking it sent) is the same row, which MLflow's SQL stores keep once.
 
 Beside them, `run.json` names the MLflow run the cell trains in; it is written (atomically) as
-the run starts, so a cell killed even before its first checkpoint continues the same run.
+the run starts, so a cell killed even before its first checkpoint continues the same run. The
+process training the cell holds `.lock` in the folder (`hold`): a second job that reaches the same
+folder while the first trains refuses at once, naming the first one's pid, instead of both
+writing and deleting the same files.
 
 Written atomically: `torch.save` to a temporary file in the same folder, fsync, `os.replace`.
 The newest `keep` files are kept; older ones are deleted only after the new one is complete, so
@@ -27,6 +30,7 @@ several processes also holds each rank's RNG state (`rank_rng`: see `pipelines/d
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -145,6 +149,33 @@ class Checkpointer:
         self.journal, self.keep, self.reads_only = journal, keep, reads_only
         self.last_saved = time.monotonic()
         self.saves, self.save_seconds = 0, 0.0
+        self._lock = None
+
+    def hold(self) -> None:
+        """Take the folder for this process until `release` (or its exit); refuses, naming the holder's
+        pid, when another process holds it. An flock, so a killed holder leaves no stale lock."""
+        if self._lock is not None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        handle = open(self.directory / ".lock", "a+")  # noqa: SIM115 (kept open: the lock lives with it)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise PlatformError(f"{self.directory} is in use: process {holder} is training this cell against the "
+                                "same tracking store; wait for it to end, or give this job its own "
+                                "train.checkpoint_dir") from None
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock = handle
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def due(self) -> bool:
         return self.every_seconds is not None and time.monotonic() - self.last_saved >= self.every_seconds

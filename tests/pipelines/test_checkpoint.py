@@ -1,13 +1,16 @@
 """The loop's checkpoints: an interrupted run resumed from its newest checkpoint computes and logs
 what the uninterrupted run did, one value per step; bad checkpoints refuse with their path."""
+import os
+from pathlib import Path
+
 import mlflow
 import pytest
 import torch
 from mlflow import MlflowClient
 
-from pipelines.cell_resume import start_cell_run
+from pipelines.cell_resume import cell_checkpoint_dir, start_cell_run
 from pipelines.checkpoint import Checkpointer, Journal
-from pipelines.config import TrainSettings
+from pipelines.config import TrainSettings, load_spec
 from pipelines.errors import PlatformError
 from pipelines.methods import FullMethod, LoraMethod, PrefixMethod, PromptMethod
 from pipelines.sources.models import load_lm
@@ -148,3 +151,26 @@ def test_a_cell_continues_the_run_a_kill_left_running_and_not_one_that_ended(tra
         mlflow.end_run()
     assert (second == first) is continued
     assert Checkpointer(tmp_path / "ckpt", 0.0, FINGERPRINT, journal).saved_run_id() == second
+
+
+def test_a_second_job_on_a_cell_being_trained_refuses_naming_the_first(tmp_path):
+    journal = Journal(lambda m, s, t: None, lambda d, n: None, deferred=True)
+    first = Checkpointer(tmp_path / "ckpt", 0.0, FINGERPRINT, journal)
+    first.hold()
+    with pytest.raises(PlatformError, match=rf"ckpt is in use: process {os.getpid()} is training this cell"):
+        Checkpointer(tmp_path / "ckpt", 0.0, FINGERPRINT, journal).hold()
+    first.release()
+    Checkpointer(tmp_path / "ckpt", 0.0, FINGERPRINT, journal).hold()  # free once the first let go
+
+
+def test_jobs_logging_to_different_tracking_stores_keep_their_checkpoints_apart(tmp_path):
+    spec = load_spec(Path(__file__).parents[2] / "experiments" / "dialogsum_demo.yaml")
+    folders, previous = set(), mlflow.get_tracking_uri()
+    try:
+        for store in ("one", "two"):
+            mlflow.set_tracking_uri(f"sqlite:///{tmp_path / store / 'mlflow.db'}")
+            folders.add(cell_checkpoint_dir(spec, "smollm2-135m/lora/dialogsum_demo"))
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert len(folders) == 2
+    assert all(f.name == "smollm2-135m__lora__dialogsum_demo" and f.parent.name.startswith("store-") for f in folders)
