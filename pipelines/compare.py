@@ -28,6 +28,7 @@ from pathlib import Path
 import mlflow
 
 from pipelines import distributed
+from pipelines.allocator import reexec_with_tcmalloc
 from pipelines.cell import cell_params, reused_cell, run_cell
 from pipelines.cell_resume import cell_checkpoint_dir
 from pipelines.config import ExperimentSpec, load_spec
@@ -161,4 +162,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    reexec_with_tcmalloc("pipelines.compare")  # the allocator is fixed at exec: see pipelines/allocator.py
     sys.exit(main())

@@ -23,6 +23,7 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
+from pipelines.allocator import reexec_with_tcmalloc
 from pipelines.config import DataFile
 from pipelines.errors import PlatformError, first_line
 from pipelines.runtime import configure_threads
@@ -163,4 +164,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    reexec_with_tcmalloc("pipelines.evaluate")  # the allocator is fixed at exec: see pipelines/allocator.py
     sys.exit(main())

@@ -31,6 +31,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Param, RunTag
 
 from pipelines import distributed
+from pipelines.allocator import reexec_with_tcmalloc
 from pipelines.cell import run_cell
 from pipelines.config import ExperimentSpec, load_spec, trial_spec
 from pipelines.errors import PlatformError
@@ -217,4 +218,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    reexec_with_tcmalloc("pipelines.hpo")  # the allocator is fixed at exec: see pipelines/allocator.py
     sys.exit(main())
