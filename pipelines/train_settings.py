@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 # Settings that change how a cell is run, not what it computes: left out of a cell's identity (the
 # key that reuses a finished cell, and its checkpoints' fingerprint).
-HOW_RUN = ("train.checkpoint_every_minutes", "train.checkpoint_dir")
+# (How many layers are recomputed changes memory and time, never the loss or the gradients: tested.)
+HOW_RUN = ("train.checkpoint_every_minutes", "train.checkpoint_dir", "train.checkpointed_layers")
 # What a checkpoint may be resumed under changed as well: a longer budget continues the same run.
 RESUMABLE_CHANGES = (*HOW_RUN, "train.max_minutes")
 
@@ -44,6 +45,9 @@ class TrainSettings(BaseModel):
         0.0, ge=0, lt=1, description="label smoothing of the training loss (never of eval_loss or perplexity)")
     gradient_checkpointing: bool = Field(
         False, description="recompute each layer's activations in the backward pass: less memory, ~30% more compute")
+    checkpointed_layers: float = Field(
+        1.0, gt=0, le=1, description="with gradient_checkpointing: the share of the decoder layers recomputed, "
+        "spread evenly; each saves about the same memory at the same cost (1: all, the least memory)")
     compile: bool = Field(False, description="torch.compile the model for training (slow to compile; off by default)")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
     checkpoint_every_minutes: float | None = Field(

@@ -6,7 +6,10 @@
   stay float32. The float32 base is put back when training ends, so evaluation, the saved
   adapter and the served model (float32 base + adapter, merged) all see the model as loaded.
   Full fine-tuning has no frozen weights: it keeps float32 master weights under autocast.
-- Gradient checkpointing (`train.gradient_checkpointing`): HF's own, non-reentrant.
+- Gradient checkpointing (`train.gradient_checkpointing`): HF's own, non-reentrant, on every
+  decoder layer or on a share of them (`train.checkpointed_layers`): every layer's activations
+  weigh about the same, so a share buys that share of the memory saving for that share of the
+  recompute.
 - `torch.compile` (`train.compile`), off by default: compiling took ~170 s here for ~4%.
 """
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 from contextlib import contextmanager, nullcontext
 
 import torch
+
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from pipelines.errors import PlatformError
 
@@ -23,7 +28,7 @@ def prepared_for_training(model, settings, amp_dtype: torch.dtype | None):
     """`with prepared_for_training(model, spec.train, amp): train(model, ...)`; the model is put
     back as it was on the way out (float32 base, no checkpointing, not compiled)."""
     if settings.gradient_checkpointing:
-        _enable_checkpointing(model)
+        _enable_checkpointing(model, settings.checkpointed_layers)
     originals = frozen_weights_to(model, amp_dtype) if amp_dtype is not None else {}
     if settings.compile:
         model.compile(dynamic=True)  # in place: the loop calls the model as before
@@ -78,10 +83,20 @@ def _adapter_input_casts_off(model):
             layer.cast_input_dtype_enabled = value
 
 
-def _enable_checkpointing(model) -> None:
+def _enable_checkpointing(model, share: float = 1.0) -> None:
     if not getattr(model, "supports_gradient_checkpointing", False):
         raise PlatformError(f"train.gradient_checkpointing: {type(model).__name__} does not support it")
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing]
+    kept = checkpointed_indices(len(layers), share)
+    for index, layer in enumerate(layers):
+        layer.gradient_checkpointing = index in kept
     if hasattr(model, "enable_input_require_grads"):
         # Needed by reentrant checkpointing when the embeddings are frozen (PEFT); harmless otherwise.
         model.enable_input_require_grads()
+
+
+def checkpointed_indices(count: int, share: float) -> set[int]:
+    """Which of `count` layers to recompute for `share` of them, spread evenly (at least one)."""
+    chosen = max(1, round(count * share)) if count else 0
+    return {int(i * count / chosen) for i in range(chosen)}

@@ -82,15 +82,20 @@ def test_no_autocast_leaves_the_base_in_float32(tiny_lm_dir):
         assert {p.dtype for p in model.parameters()} == {torch.float32}
 
 
-def loss_and_grads(model_dir, checkpointing: bool):
+def loss_and_grads(model_dir, checkpointing: bool, share: float = 1.0):
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
     torch.manual_seed(0)
     model, tokenizer, _ = load_lm(str(model_dir))
     model = LoraMethod(r=2, dropout=0.1).apply(model)
     torch.nn.init.normal_(model.base_model.model.model.layers[0].self_attn.q_proj.lora_B["default"].weight)
     batch = collate(encoded(tokenizer)[:4], tokenizer.pad_token_id)
     model.train()
-    with prepared_for_training(model, TrainSettings(gradient_checkpointing=checkpointing), None):
+    settings = TrainSettings(gradient_checkpointing=checkpointing, checkpointed_layers=share)
+    with prepared_for_training(model, settings, None):
         assert model.is_gradient_checkpointing == checkpointing
+        layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+        assert sum(m.gradient_checkpointing for m in layers) == (round(len(layers) * share) if checkpointing else 0)
         torch.manual_seed(1)  # the same dropout masks in both runs (checkpointing replays the RNG state)
         loss = summary_loss(model, batch)
         loss.backward()
@@ -98,9 +103,10 @@ def loss_and_grads(model_dir, checkpointing: bool):
     return loss.item(), {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
 
 
-def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_lm_dir):
+@pytest.mark.parametrize("share", [1.0, 0.5], ids=["every layer", "selective: half the layers"])
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_lm_dir, share):
     loss, grads = loss_and_grads(tiny_lm_dir, checkpointing=False)
-    loss_ckpt, grads_ckpt = loss_and_grads(tiny_lm_dir, checkpointing=True)
+    loss_ckpt, grads_ckpt = loss_and_grads(tiny_lm_dir, checkpointing=True, share=share)
     assert loss_ckpt == pytest.approx(loss, rel=1e-6)
     assert grads.keys() == grads_ckpt.keys() and any(g.abs().sum() > 0 for g in grads.values())
     for name in grads:
