@@ -54,3 +54,14 @@ def reexec_with_tcmalloc(module: str) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]], env)
+
+
+if __name__ == "__main__":
+    # `python -m pipelines.allocator pipelines.compare ARGS`: how MLproject starts the training entry
+    # points, so the re-exec happens before torch and mlflow are imported, not after (~4 s).
+    import runpy
+
+    entry, *arguments = sys.argv[1:]
+    sys.argv = [entry, *arguments]
+    reexec_with_tcmalloc(entry)
+    runpy.run_module(entry, run_name="__main__", alter_sys=True)  # glibc's malloc: run it in this process
