@@ -148,9 +148,9 @@ def predicts_at_targets_only(model) -> bool:
 
 def generate_summaries(
     model, tokenizer, instruction: str, dialogues: list[str], max_new_tokens: int, batch_size: int,
-    num_beams: int = 1, max_prompt_tokens: int | None = None, progress=None,
+    num_beams: int = 1, max_prompt_tokens: int | None = None, progress=None, stats: dict | None = None,
 ) -> list[str]:
-    """Summaries for many dialogues (greedy unless `num_beams` > 1)."""
+    """Summaries for many dialogues (greedy unless `num_beams` > 1); `stats` as `generate_ids` fills it."""
     seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
     prompts = [build_prompt(tokenizer, instruction, d, seq2seq) for d in dialogues]
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
@@ -160,7 +160,7 @@ def generate_summaries(
         # Causal: keep the end of an over-long prompt, where the generation prompt sits.
         # Seq2seq: keep the start, where the instruction sits.
         encoded = [ids[:max_prompt_tokens] if seq2seq else ids[-max_prompt_tokens:] for ids in encoded]
-    generated = generate_ids(model, tokenizer, encoded, max_new_tokens, batch_size, num_beams, progress)
+    generated = generate_ids(model, tokenizer, encoded, max_new_tokens, batch_size, num_beams, progress, stats)
     return [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in generated]
 
 
@@ -214,11 +214,13 @@ class SummarizationTask:
     def predict(self, fitted: Fitted, spec, examples: list[Example], progress=None,
                 validating: bool = False) -> Predictions:
         gen = spec.generation
+        stats: dict = {}
         summaries = generate_summaries(
             fitted.model, fitted.tokenizer, gen.instruction, [ex.text for ex in examples], gen.max_new_tokens,
             gen.batch_size, 1 if validating else gen.num_beams, max_prompt_tokens=spec.train.max_seq_len,
-            progress=progress)
-        return Predictions(summaries)
+            progress=progress, stats=stats)
+        # Logged with the cell's scores: how much of the prefill the length sorting left as padding.
+        return Predictions(summaries, scalars={"prefill_padding_share": stats["prefill_padding_share"]})
 
     def score(self, fitted: Fitted, predictions: Predictions, examples: list[Example]) -> dict[str, float]:
         return summarization_scores(predictions.outputs, [list(ex.references) for ex in examples])

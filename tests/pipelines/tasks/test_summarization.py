@@ -81,6 +81,22 @@ def test_batched_generation_equals_one_at_a_time(tiny_lm):
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
 
 
+def test_predictions_carry_the_prefill_padding_share_the_cell_logs(tiny_lm):
+    from types import SimpleNamespace
+
+    from pipelines.sources.datasets import Example
+    from pipelines.tasks.base import Fitted
+    from pipelines.tasks.summarization import SummarizationTask
+
+    model, tokenizer = tiny_lm
+    spec = SimpleNamespace(generation=SimpleNamespace(instruction=INSTRUCTION, max_new_tokens=2, batch_size=2, num_beams=1),
+                           train=SimpleNamespace(max_seq_len=512))
+    examples = [Example(d, (s,), row) for row, (d, s) in enumerate(DIALOGUES[:3], 1)]
+    predictions = SummarizationTask().predict(Fitted(model, tokenizer, 512), spec, examples)
+    assert len(predictions.outputs) == 3
+    assert 0 < predictions.scalars["prefill_padding_share"] < 0.5  # lengths differ a little, sorted into batches
+
+
 def test_loss_at_target_positions_only_equals_the_models_own_loss(tiny_lm):
     import torch
 
