@@ -58,6 +58,7 @@ def generate_ids(model, tokenizer, prompts: list[list[int]], max_new_tokens: int
         compacted = written is not None
         if not compacted:  # also when the model did not fill the cache the loop handed it
             written = _generate(model, ids, mask, max_new_tokens, num_beams, pad_id, eos_id)
+        compacting = compacted  # a model that ignored the loop's cache once does not get it again
         lengths = [len(w) for w in written]  # tokens written per row, the end token included
         uncompacted = len(idx) * max(max(lengths) - 1, 0) * num_beams
         totals["decode_row_steps_without_compaction"] += uncompacted
@@ -101,7 +102,9 @@ def _loop_reproduces_generate(model, eos_id) -> bool:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if "position_ids" not in inspect.signature(base.forward).parameters:
         return False
-    config = base.generation_config
+    config = getattr(base, "generation_config", None)
+    if config is None:  # `generate` would use the defaults, which the loop reproduces
+        return True
     if config.cache_implementation not in (None, "dynamic"):
         return False
     return all(getattr(config, name, None) in (None, neutral) for name, neutral in _GREEDY_CHANGERS.items())
