@@ -5,8 +5,10 @@ fresh process (so one's heap never inflates the next one's peak), on the longest
     python benchmarks/memory_options.py --steps 1 --batch-size 2 --max-seq-len 128 --only lora-bf16   # smoke
 
 Configurations: full fine-tuning and LoRA (r=8, all linear layers, dropout 0.05) in float32 and
-bf16 (`train.precision`), LoRA without adapter dropout, LoRA with `train.gradient_checkpointing`,
-QLoRA (NF4 base) with its default checkpointing and without.
+bf16 (`train.precision`), LoRA without adapter dropout, LoRA with `train.gradient_checkpointing`
+on every layer and on a share of them (`train.checkpointed_layers`), LoRA under glibc's malloc
+instead of the tcmalloc the entry points preload (`pipelines/allocator.py`), QLoRA (NF4 base)
+with its default checkpointing and without.
 Each runs `pipelines.train.train` for `--steps` steps on the `steps x batch` longest rows, after one
 unmetered warm-up step.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -28,6 +31,14 @@ CONFIGS = {
     "lora-bf16-dropout0": {"method": "lora", "precision": "bfloat16", "dropout": 0.0},
     "lora-bf16-checkpointing": {"method": "lora", "precision": "bfloat16", "gradient_checkpointing": True},
     "lora-fp32-checkpointing": {"method": "lora", "precision": "float32", "gradient_checkpointing": True},
+    "lora-fp32-checkpointing-0.1": {"method": "lora", "precision": "float32", "gradient_checkpointing": True,
+                                    "checkpointed_layers": 0.1},
+    "lora-fp32-checkpointing-0.17": {"method": "lora", "precision": "float32", "gradient_checkpointing": True,
+                                     "checkpointed_layers": 0.17},  # 5 of SmolLM2's 30 layers
+    "lora-fp32-checkpointing-0.2": {"method": "lora", "precision": "float32", "gradient_checkpointing": True,
+                                    "checkpointed_layers": 0.2},
+    "lora-fp32-glibc": {"method": "lora", "precision": "float32", "allocator": "system"},
+    "full-fp32-glibc": {"method": "full", "precision": "float32", "allocator": "system"},
     # QLoRA as a cell trains it (4-bit NF4 base, its recipe's checkpointing), and without checkpointing
     "qlora-fp32": {"method": "qlora", "precision": "float32"},
     "qlora-fp32-no-checkpointing": {"method": "qlora", "precision": "float32", "qlora_checkpointing": False},
@@ -71,7 +82,8 @@ def prepared_run(args, config: dict):
     longest = sorted(encoded, key=lambda e: -len(e.input_ids))[: args.steps * args.batch_size]
     settings = TrainSettings(max_steps=args.steps, batch_size=args.batch_size, max_seq_len=args.max_seq_len,
                              log_every=1, warmup_ratio=0.0, precision=config["precision"],
-                             gradient_checkpointing=config.get("gradient_checkpointing", False))
+                             gradient_checkpointing=config.get("gradient_checkpointing", False),
+                             checkpointed_layers=config.get("checkpointed_layers", 1.0))
     settings = method.train_settings(settings)  # QLoRA's recipe turns checkpointing on
     amp = autocast_dtype(settings.precision, cpu)
     kwargs = {"collate": collate, "loss": summary_loss, "learning_rate": method.learning_rate, "weight_decay": 0.0,
@@ -103,11 +115,19 @@ def run_one(args, config: dict) -> dict:
         return {**config, **metered_steps(args, model, longest, settings, kwargs)}
 
 
-def in_fresh_process(script: str, name: str, passthrough: list[str]) -> dict:
+def in_fresh_process(script: str, name: str, passthrough: list[str], allocator: str = "tcmalloc") -> dict:
     """Run `script --one NAME` in a new interpreter (so one configuration's heap never inflates
-    the next one's peak) and return the JSON it printed on its `RESULT ` line."""
+    the next one's peak), under the allocator a training entry point runs under (tcmalloc, or
+    glibc's for `system`), and return the JSON it printed on its `RESULT ` line."""
+    from pipelines.allocator import tcmalloc_path
+
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    if allocator == "tcmalloc":
+        if not tcmalloc_path():
+            raise SystemExit("error: tcmalloc is not installed (make setup installs libtcmalloc-minimal4)")
+        env |= {"LD_PRELOAD": tcmalloc_path(), "TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD": str(10**15)}
     proc = subprocess.run([sys.executable, script, "--one", name, *passthrough], capture_output=True, text=True,
-                          check=False)
+                          check=False, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode or not lines:
         print(proc.stdout[-2000:], proc.stderr[-2000:], flush=True)
@@ -127,7 +147,7 @@ def main() -> None:
     for name in names:
         print(f"== {name} ==", flush=True)
         started = time.perf_counter()
-        results[name] = in_fresh_process(__file__, name, passthrough)
+        results[name] = in_fresh_process(__file__, name, passthrough, CONFIGS[name].get("allocator", "tcmalloc"))
         r = results[name]
         print(f"  peak RSS {r['peak_rss_gb']:.2f} GB  {r['s_per_step']:.1f} s/step  {r['tokens_per_s']:.0f} tok/s  "
               f"(mean {r['mean_len']:.0f} tokens/row; {time.perf_counter() - started:.0f} s)", flush=True)

@@ -2,9 +2,10 @@
 
 glibc's malloc keeps most of a training step's freed activations (tensors of a few MB, below its
 dynamic mmap threshold) in fragmented heap arenas, so the process's resident memory stays far
-above what the step holds live. Measured at DialogSum 8 x 512, SmolLM2, LoRA, float32 (2-core AMD
-EPYC; `benchmarks/memory_options.py`): peak RSS 9.07 GB under glibc, 6.64 GB under tcmalloc, at
-a step no slower (19.7 against 22.0 s); glibc with a 1 MB mmap threshold reached 6.48 GB but at
+above what the step holds live. Measured at DialogSum 8 x 512, SmolLM2, float32, 2 metered
+steps in fresh processes (2-core AMD EPYC; `benchmarks/memory_options.py`): LoRA's peak RSS was
+9.39 GB under glibc and 6.75 GB under tcmalloc (18.1 against 19.4 s/step), full fine-tuning's
+8.72 and 7.47 GB at the same step time. glibc with a 1 MB mmap threshold reached 6.48 GB but at
 1.6x the step time (a page fault per page of every allocation), jemalloc 6.57 GB at 1.5x.
 
 An allocator is chosen when a process starts, so an entry point calls `reexec_with_tcmalloc()`
