@@ -17,7 +17,6 @@ from __future__ import annotations
 from contextlib import contextmanager, nullcontext
 
 import torch
-
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 from pipelines.errors import PlatformError
