@@ -93,7 +93,7 @@ def test_a_classification_cell_honours_bf16_and_checkpointing(tracking, tmp_path
 
     checkpointed, cast = [], []
     enable, to_dtype = train_setup._enable_checkpointing, train_setup.frozen_weights_to
-    monkeypatch.setattr(train_setup, "_enable_checkpointing", lambda m: checkpointed.append(type(m).__name__) or enable(m))
+    monkeypatch.setattr(train_setup, "_enable_checkpointing", lambda m, share=1.0: checkpointed.append(type(m).__name__) or enable(m, share))
     monkeypatch.setattr(train_setup, "frozen_weights_to",
                         lambda m, dtype: cast.append(dtype) or to_dtype(m, dtype))
     spec = write_cls_spec(tmp_path, tiny_encoder_dir, sentiment_files,
